@@ -1,0 +1,79 @@
+"""The `treegym` command line. Bad input ends in one clear line and a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from typer.exceptions import TyperException
+
+from .errors import TreegymError
+
+app = typer.Typer(
+    help="treegym: agent-environment gym whose rollouts are trees.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+
+JSON_OPTION = typer.Option(False, "--json", help="Print one JSON object/list on the last line.")
+
+
+@app.command()
+def envs(as_json: bool = JSON_OPTION) -> None:
+    """List registered envs: description, tools, sandbox need and max turns."""
+    from .registry import env_info, list_envs
+
+    infos = [env_info(env_id) for env_id in list_envs()]
+    if as_json:
+        print(json.dumps([info.model_dump() for info in infos]))
+        return
+    table = Table("id", "description", "tools", "sandbox", "max turns")
+    for info in infos:
+        table.add_row(info.id, info.description, ", ".join(info.tools),
+                      "yes" if info.needs_sandbox else "no", str(info.max_turns))
+    console.print(table)
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("runs/demo.jsonl"), help="Where to write the two episodes."),
+    seed: int = typer.Option(0, help="Seed of the maze."),
+    size: int = typer.Option(5, help="Side of the maze."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Play a scripted Maze episode, fork it half-way, and let the branches diverge."""
+    from .demo import run_demo
+
+    result, episodes = run_demo(out, seed=seed, size=size)
+    if not as_json:
+        for name, episode in zip(("solver", "wanderer"), episodes):
+            console.rule(f"{name} branch: reward {episode.total_reward:g}")
+            for turn in episode.turns:
+                marker = "*" if turn.index == result.branch_turn else " "
+                shown = turn.observation or f"<answer>{turn.answer}</answer>"
+                console.print(f"{marker}{turn.index:>3} {shown}", markup=False)
+        console.print(f"forked after turn {result.branch_turn - 1}; episodes written to {out}")
+    print(result.model_dump_json())
+
+
+def main() -> None:
+    """Entry point: turn every expected failure into one line on stderr."""
+    try:
+        code = app(standalone_mode=False)
+    except TyperException as exc:
+        hint = " (see `treegym --help`)" if getattr(exc, "exit_code", 1) == 2 else ""
+        print(f"treegym: error: {exc.format_message()}{hint}", file=sys.stderr)
+        sys.exit(getattr(exc, "exit_code", 1))
+    except TreegymError as exc:
+        print(f"treegym: error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except (typer.Abort, KeyboardInterrupt):
+        print("treegym: interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
