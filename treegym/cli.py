@@ -52,7 +52,7 @@ def demo(
 
     result, episodes = run_demo(out, seed=seed, size=size)
     if not as_json:
-        for name, episode in zip(("solver", "wanderer"), episodes):
+        for name, episode in zip(("solver", "wanderer"), episodes, strict=True):
             console.rule(f"{name} branch: reward {episode.total_reward:g}")
             for turn in episode.turns:
                 marker = "*" if turn.index == result.branch_turn else " "

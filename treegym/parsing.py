@@ -34,7 +34,10 @@ def _parse_call(body: str, call_id: str) -> ToolCall | str:
     try:
         data = json.loads(body)
     except json.JSONDecodeError as exc:
-        return f"tool call {call_id} is not valid JSON ({exc.msg} at char {exc.pos}). Write {_EXAMPLE}"
+        return (
+            f"tool call {call_id} is not valid JSON ({exc.msg} at char {exc.pos}). "
+            f"Write {_EXAMPLE}"
+        )
     if not isinstance(data, dict) or not isinstance(data.get("name"), str):
         return f'tool call {call_id} needs a string "name". Write {_EXAMPLE}'
     arguments = data.get("arguments", {})
@@ -63,7 +66,9 @@ def parse_action(text: str, *, max_calls: int = 8) -> ParsedAction:
             parsed.errors.append(f"tool call {call_id} has no closing {_CALL_CLOSE}")
             break
         if len(parsed.calls) >= max_calls:
-            parsed.errors.append(f"more than {max_calls} tool calls in one turn; the rest were skipped")
+            parsed.errors.append(
+                f"more than {max_calls} tool calls in one turn; the rest were skipped"
+            )
             break
         item = _parse_call(text[body_start:end].strip(), call_id)
         if isinstance(item, str):

@@ -101,13 +101,18 @@ R = TypeVar("R", bound=BaseModel)
 def write_jsonl(path: str | Path, records: Iterable[BaseModel], *, append: bool = True) -> int:
     """Write one record per line, flushing each, so an interrupted run keeps what it wrote."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     count = 0
-    with path.open("a" if append else "w", encoding="utf-8") as fh:
-        for record in records:
-            fh.write(record.model_dump_json() + "\n")
-            fh.flush()
-            count += 1
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a" if append else "w", encoding="utf-8") as fh:
+            for record in records:
+                fh.write(record.model_dump_json() + "\n")
+                fh.flush()
+                count += 1
+    except OSError as exc:
+        raise RecordError(
+            f"cannot write records to {path}: {exc.strerror}; choose a writable path"
+        ) from exc
     return count
 
 

@@ -1,0 +1,57 @@
+"""Test helpers: a small tool env that exercises every error path of AgentEnv."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from treegym import AgentEnv, Task, ToolError, tool
+
+
+class CounterEnv(AgentEnv):
+    """Counts with tools; answering the count earns 1. Used to probe AgentEnv itself."""
+
+    description = "Test env: add numbers, then answer the total."
+
+    def make_task(self, rng: np.random.Generator, options: dict[str, Any]) -> Task:
+        target = int(rng.integers(1, 20))
+        return Task(id=f"count-{target}", prompt=f"Reach {target}.", answer=target)
+
+    def setup(self, task: Task) -> None:
+        self.total = 0
+        self.log: list[int] = []
+
+    @tool
+    def add(self, amount: int, note: str = "") -> str:
+        """Add to the running total.
+
+        Args:
+            amount: how much to add.
+            note: a remark kept with the step.
+        """
+        if amount > 1000:
+            raise ToolError("amount must be at most 1000")
+        self.total += amount
+        self.log.append(amount)
+        return f"total {self.total}"
+
+    @tool
+    def crash(self) -> str:
+        """A tool with a bug in it."""
+        return str(1 / 0)
+
+    @tool
+    def noise(self, length: int) -> str:
+        """Print control characters and lots of text."""
+        return "\x1b[31mred\x00" + "x" * length
+
+    def score(self, answer: str) -> float:
+        return 1.0 if answer.strip() == str(self.task.answer) else 0.0
+
+
+
+def call(name: str, **arguments: Any) -> str:
+    """An action text holding one Hermes-style tool call."""
+    return f"<tool_call>{json.dumps({'name': name, 'arguments': arguments})}</tool_call>"

@@ -1,0 +1,166 @@
+"""AgentEnv's episode contract: reset/step/fork/close and every bad-input path."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import CounterEnv, call
+
+import treegym
+from treegym import ConfigError, EpisodeError, ForkError, Task
+
+
+def test_reset_returns_prompt_task_and_tool_schemas(counter: CounterEnv) -> None:
+    obs, info = counter.reset(seed=3)
+    assert obs == info["task"].prompt and obs.startswith("Reach ")
+    names = [s["function"]["name"] for s in info["tools"]]
+    assert names == ["add", "crash", "noise"]
+    add = info["tools"][0]["function"]["parameters"]
+    assert add["required"] == ["amount"] and add["additionalProperties"] is False
+
+
+def test_step_runs_calls_in_order_and_reports_them(counter: CounterEnv) -> None:
+    obs, reward, terminated, truncated, info = counter.step(
+        call("add", amount=2) + " then " + call("add", amount=5, note="x")
+    )
+    assert obs == "total 2\ntotal 7"
+    assert (reward, terminated, truncated) == (0.0, False, False)
+    assert [c.arguments for c in info["calls"]] == [{"amount": 2}, {"amount": 5, "note": "x"}]
+    assert [r.output for r in info["results"]] == ["total 2", "total 7"]
+    assert all(r.ok and r.seconds >= 0 for r in info["results"])
+    assert info["parse_error"] is None
+
+
+def test_answer_ends_the_episode_with_its_score(counter: CounterEnv) -> None:
+    target = counter.task.answer
+    *_, info = counter.step(call("add", amount=target))
+    _, reward, terminated, truncated, info = counter.step(f"<answer> {target} </answer>")
+    assert (reward, terminated, truncated) == (1.0, True, False)
+    assert info["answer"] == str(target)
+    with pytest.raises(EpisodeError, match="episode is over"):
+        counter.step(call("add", amount=1))
+
+
+def test_wrong_answer_scores_zero(counter: CounterEnv) -> None:
+    _, reward, terminated, _, _ = counter.step("<answer>-1</answer>")
+    assert (reward, terminated) == (0.0, True)
+
+
+def test_max_turns_truncates(counter: CounterEnv) -> None:
+    for turn in range(6):
+        _, _, terminated, truncated, _ = counter.step(call("add", amount=1))
+        assert not terminated and truncated == (turn == 5)
+
+
+@pytest.mark.parametrize(
+    ("action", "expected"),
+    [
+        ('<tool_call>{"name": "add", "arguments": {"amount": 1}</tool_call>', "not valid JSON"),
+        ("<tool_call>[1, 2]</tool_call>", 'needs a string "name"'),
+        ('<tool_call>{"name": "add", "arguments": [1]}</tool_call>', "must be a JSON object"),
+        ('<tool_call>{"name": "add", "arguments": "{oops"}</tool_call>', "arguments are not valid"),
+        ('<tool_call>{"name": "add", "args": {}}</tool_call>', "unexpected keys ['args']"),
+        ('<tool_call>{"name": "add"', "no closing </tool_call>"),
+        (call("fly", to="moon"), "unknown tool 'fly'. Available tools: add(amount, note=''), "),
+        (call("add"), "missing argument 'amount'. Usage: add(amount, note='')"),
+        (call("add", amount=1, speed=2), "unexpected argument 'speed'"),
+        (call("add", amount="lots"), "argument 'amount': Input should be a valid integer"),
+        (call("add", amount=5000), "add failed: amount must be at most 1000"),
+        (call("crash"), "crash failed: ZeroDivisionError: division by zero"),
+        ("I think I should add.", "no tool call or answer found"),
+        ("<answer>1</answer><answer>2</answer>", "2 <answer> blocks"),
+        ("<answer>1", "<answer> has no closing </answer>"),
+        ("x" * 20_000, "the action is 20000 characters; the limit is 16000"),
+        (call("add", amount=1) * 9, "more than 8 tool calls"),
+    ],
+)
+def test_bad_actions_become_observations_and_the_episode_goes_on(
+    counter: CounterEnv, action: str, expected: str
+) -> None:
+    obs, reward, terminated, truncated, info = counter.step(action)
+    assert expected in obs
+    assert (reward, truncated) == (0.0, False)
+    assert not terminated
+    assert counter.observation_space.contains(obs)
+    obs, *_ = counter.step(call("add", amount=1))
+    assert obs.startswith("total ")
+
+
+def test_bad_call_does_not_stop_the_good_ones(counter: CounterEnv) -> None:
+    obs, *_, info = counter.step(call("add", amount="x") + call("add", amount=4))
+    assert obs.splitlines()[1] == "total 4"
+    assert [r.ok for r in info["results"]] == [False, True]
+
+
+def test_oversized_action_runs_nothing(counter: CounterEnv) -> None:
+    counter.step(call("add", amount=3) + " " * 20_000)
+    assert counter.total == 0
+
+
+def test_control_characters_and_long_output_stay_in_the_observation_space(
+    counter: CounterEnv,
+) -> None:
+    obs, *_ = counter.step(call("noise", length=50_000))
+    assert "\x1b" not in obs and "\x00" not in obs
+    assert len(obs) == 8_000 and obs.endswith("characters cut]")
+    assert counter.observation_space.contains(obs)
+
+
+def test_step_before_reset_and_after_close_are_clear_errors() -> None:
+    env = treegym.make("treegym/Counter-v0")
+    with pytest.raises(EpisodeError, match="before reset"):
+        env.step("hi")
+    env.close()
+    env.close()  # idempotent
+    with pytest.raises(EpisodeError, match="closed"):
+        env.reset()
+    with pytest.raises(EpisodeError, match="closed"):
+        env.fork()
+
+
+def test_non_text_action_is_a_type_error(counter: CounterEnv) -> None:
+    with pytest.raises(TypeError, match="action is text"):
+        counter.step(3)  # type: ignore[arg-type]
+
+
+def test_bad_options_name_the_problem() -> None:
+    with pytest.raises(ConfigError, match=r"unknown option 'max_turn'.*options: max_turns"):
+        treegym.make("treegym/Counter-v0", max_turn=3)
+    with pytest.raises(ConfigError, match="max_turns: Input should be greater than or equal"):
+        treegym.make("treegym/Counter-v0", max_turns=0)
+    with pytest.raises(ConfigError, match="render_mode 'human' is not supported"):
+        treegym.make("treegym/Counter-v0", render_mode="human")
+
+
+def test_reset_with_a_given_task_and_a_bad_one(counter: CounterEnv) -> None:
+    obs, info = counter.reset(options={"task": {"id": "t", "prompt": "Reach 2.", "answer": 2}})
+    assert obs == "Reach 2." and info["task"] == Task(id="t", prompt="Reach 2.", answer=2)
+    with pytest.raises(ConfigError, match="is not a Task"):
+        counter.reset(options={"task": {"prompt": 3}})
+
+
+def test_fork_copies_episode_state_and_isolates(counter: CounterEnv) -> None:
+    counter.step(call("add", amount=2))
+    child = counter.fork()
+    assert (child.turn, child.total, child.task) == (1, 2, counter.task)
+    child.step(call("add", amount=10))
+    assert (counter.total, counter.turn, len(counter.history)) == (2, 1, 1)
+    counter.step(call("add", amount=1))
+    assert (child.total, child.log, counter.log) == (12, [2, 10], [2, 1])
+    child.close()
+    counter.step(call("add", amount=1))  # closing a branch leaves the parent alive
+
+
+def test_fork_of_uncopyable_state_is_a_clear_error(counter: CounterEnv) -> None:
+    import threading
+
+    counter.lock = threading.Lock()
+    with pytest.raises(ForkError, match="cannot fork CounterEnv.*Sandbox"):
+        counter.fork()
+
+
+def test_episode_record_matches_what_step_returned(counter: CounterEnv) -> None:
+    obs, reward, *_ = counter.step(call("add", amount=4))
+    episode = counter.episode()
+    assert episode.env_id == "treegym/Counter-v0" and episode.seed == 3
+    assert episode.turns[0].observation == obs and episode.turns[0].reward == reward
+    assert episode.tools[0]["function"]["name"] == "add"

@@ -1,0 +1,36 @@
+"""The Hermes/Qwen action format: any number of tool calls and one final answer."""
+
+from treegym import parse_action
+
+
+def test_several_calls_and_an_answer_in_order() -> None:
+    text = (
+        'Let me look.<tool_call>{"name": "look", "arguments": {}}</tool_call>\n'
+        '<tool_call>\n{"name": "move", "arguments": {"direction": "east"}}\n</tool_call>'
+        "<answer> east </answer>"
+    )
+    parsed = parse_action(text)
+    assert [(c.id, c.name, c.arguments) for c in parsed.calls] == [
+        ("call_0", "look", {}),
+        ("call_1", "move", {"direction": "east"}),
+    ]
+    assert parsed.answer == "east" and parsed.errors == []
+
+
+def test_arguments_may_be_a_json_string_or_missing() -> None:
+    parsed = parse_action(
+        '<tool_call>{"name": "a", "arguments": "{\\"x\\": 1}"}</tool_call>'
+        '<tool_call>{"name": "b"}</tool_call>'
+    )
+    assert [c.arguments for c in parsed.calls] == [{"x": 1}, {}]
+
+
+def test_a_bad_call_keeps_its_id_and_the_next_call_still_parses() -> None:
+    parsed = parse_action('<tool_call>{nope}</tool_call><tool_call>{"name": "b"}</tool_call>')
+    assert parsed.errors[0].startswith("tool call call_0 is not valid JSON")
+    assert [c.id for c in parsed.calls] == ["call_1"]
+
+
+def test_plain_text_has_nothing() -> None:
+    assert parse_action("just thinking") == parse_action("")
+    assert parse_action("just thinking").calls == []
