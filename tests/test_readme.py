@@ -1,0 +1,18 @@
+"""The README's quick start runs as written."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_quick_start_runs() -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.DOTALL)
+    assert blocks, "README has no python quick start"
+    scope: dict[str, object] = {}
+    exec(compile(blocks[0], str(README), "exec"), scope)  # noqa: S102 - our own README
+    env, child = scope["env"], scope["child"]
+    assert env.total == 2 and child.total == 2
+    assert env.turn == 1 and child.turn == 2 and child.history[-1].terminated
