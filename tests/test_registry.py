@@ -22,7 +22,7 @@ def test_bundled_envs_are_listed_and_described() -> None:
 
 def test_unknown_id_names_the_closest_ones() -> None:
     with pytest.raises(UnknownEnvError, match=r"unknown env id 'treegym/Maez-v0'\. Did you mean "
-                       r"treegym/Maze-v0\?"):
+                       r"treegym/Maze-v0"):
         treegym.make("treegym/Maez-v0")
     with pytest.raises(gymnasium.error.UnregisteredEnv):  # Gymnasium's except clauses still work
         treegym.spec("treegym/Nothing-v9")

@@ -60,7 +60,7 @@ def spec(id: str) -> EnvSpec:
         return found
     known = list_envs()
     by_name = {k.split("/", 1)[1].lower(): k for k in known}
-    guesses = difflib.get_close_matches(id.split("/")[-1].lower(), list(by_name), n=3, cutoff=0.5)
+    guesses = difflib.get_close_matches(id.split("/")[-1].lower(), list(by_name), n=3, cutoff=0.6)
     hint = f" Did you mean {', '.join(by_name[g] for g in guesses)}?" if guesses else ""
     raise UnknownEnvError(
         f"unknown env id {id!r}.{hint} Run `treegym envs` to list the "
