@@ -8,6 +8,7 @@ summary of each env's tools, and plugins through the `treegym.envs` entry-point 
 from __future__ import annotations
 
 import difflib
+import re
 import warnings
 from importlib.metadata import entry_points
 from typing import Any
@@ -59,9 +60,13 @@ def spec(id: str) -> EnvSpec:
     if found is not None and id.startswith(f"{NAMESPACE}/"):
         return found
     known = list_envs()
-    by_name = {k.split("/", 1)[1].lower(): k for k in known}
-    guesses = difflib.get_close_matches(id.split("/")[-1].lower(), list(by_name), n=3, cutoff=0.6)
-    hint = f" Did you mean {', '.join(by_name[g] for g in guesses)}?" if guesses else ""
+
+    def base(env_id: str) -> str:  # "treegym/Maze-v0" -> "maze": versions only add noise
+        return re.sub(r"-v\d+$", "", env_id.split("/")[-1]).lower()
+
+    close = set(difflib.get_close_matches(base(id), [base(k) for k in known], n=3, cutoff=0.6))
+    guesses = [k for k in known if base(k) in close]
+    hint = f" Did you mean {', '.join(guesses)}?" if guesses else ""
     raise UnknownEnvError(
         f"unknown env id {id!r}.{hint} Run `treegym envs` to list the "
         f"{len(known)} registered ids."
