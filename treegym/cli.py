@@ -62,6 +62,34 @@ def demo(
     print(result.model_dump_json())
 
 
+bench_app = typer.Typer(help="Measure speed and memory; print the figures.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+def _print_report(report: dict[str, object], title: str, as_json: bool) -> None:
+    if not as_json:
+        table = Table("figure", "value", title=title)
+        for key, value in report.items():
+            table.add_row(key, str(value))
+        console.print(table)
+    print(json.dumps(report))
+
+
+@bench_app.command("sandbox")
+def bench_sandbox(
+    files: int = typer.Option(200, min=1, help="Files in the forked workspace."),
+    interp_mb: int = typer.Option(50, min=1, help="MiB of live data in the interpreter."),
+    repeats: int = typer.Option(50, min=5, help="Local forks to time."),
+    docker: bool = typer.Option(True, help="Also time Docker (skipped if no engine)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Local fork latency vs Docker fork vs a fresh container restored to the same state."""
+    from .bench import sandbox_report
+
+    report = sandbox_report(n_files=files, interp_mb=interp_mb, repeats=repeats, docker=docker)
+    _print_report(report, "sandbox fork", as_json)
+
+
 def main() -> None:
     """Entry point: turn every expected failure into one line on stderr."""
     try:

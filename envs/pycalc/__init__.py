@@ -1,0 +1,5 @@
+"""PyCalc-v0: word problems solved with a persistent Python interpreter."""
+
+from .env import PyCalcEnv
+
+__all__ = ["PyCalcEnv"]

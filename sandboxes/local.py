@@ -1,0 +1,332 @@
+"""The `local` backend: namespaces + overlayfs + a forking interpreter, no daemon.
+
+Each `LocalSandbox` talks to one worker process (see `_worker.py`) over a unix socket.
+Sandboxes forked from one another form a *tree* that shares a user, pid, net, ipc and
+uts namespace and one in-memory layer store; every sandbox has its own mount namespace
+and root. `fork()` asks the worker to `os.fork()`, so the child starts with the
+parent's files and the interpreter's memory, in a few milliseconds.
+
+Fork methods (reported in `capabilities.fork_method`):
+- "overlayfs" (default): the parent's upper layer is frozen as a new lower and both
+  sides get a fresh upper. Cost is independent of the workspace size. Stacks are
+  squashed into one layer every `squash_every` levels, before overlayfs' depth limit.
+- "copy": each root is a plain directory and a fork runs `cp -a` over it. Chosen
+  automatically where overlayfs cannot be mounted in a user namespace (kernels before
+  5.11), or on request (`LocalSandbox(fork_method="copy")`). Cost grows with the size
+  of the workspace.
+
+User namespaces are required; where they are disabled (sysctl, AppArmor) opening a
+sandbox raises `SandboxError` saying so, and the docker backend is the way out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import threading
+import weakref
+from pathlib import Path
+from typing import Any
+
+from . import _wire
+from .base import (
+    Capabilities,
+    ExecResult,
+    LimitExceeded,
+    Sandbox,
+    SandboxDead,
+    SandboxError,
+    SandboxLimits,
+)
+
+WORKER = Path(__file__).with_name("_worker.py")
+"""Processes running this script are sandbox workers; leak checks look for it."""
+WORKDIR = "/home/agent"
+FORK_METHODS = ("overlayfs", "copy")
+_GRACE = 3.0  # seconds the host waits beyond a call's own timeout before killing the worker
+_PIDFD_SIGNAL_PROCESS_GROUP = 4
+_ISOLATION = ["user-ns", "mount-ns", "pid-ns", "ipc-ns", "uts-ns", "rlimits", "no-caps-for-shell"]
+
+
+class _Tree:
+    """The bootstrap process of one tree of sandboxes; closing it kills the whole tree."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], lifeline: int) -> None:
+        self.proc = proc
+        self.lifeline = lifeline
+        self.members = 0
+        self.lock = threading.Lock()
+
+    def join(self) -> None:
+        with self.lock:
+            self.members += 1
+
+    def leave(self) -> None:
+        with self.lock:
+            self.members -= 1
+            last = self.members == 0
+        if last:
+            self.kill()
+
+    def kill(self) -> None:
+        """EOF on the lifeline makes the bootstrap kill the tree's init and reap it."""
+        if self.lifeline >= 0:
+            os.close(self.lifeline)
+            self.lifeline = -1
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class _Worker:
+    """What is needed to stop one worker; kept apart so finalizers never hold the sandbox."""
+
+    def __init__(self, tree: _Tree, sock: socket.socket, pid: int) -> None:
+        self.tree = tree
+        self.sock = sock
+        self.pidfd = os.pidfd_open(pid)
+        self.stopped = False
+        tree.join()
+
+    def stop(self) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
+        try:
+            signal.pidfd_send_signal(self.pidfd, signal.SIGKILL, None,
+                                     _PIDFD_SIGNAL_PROCESS_GROUP)
+        except OSError:  # kernels before 6.9: the worker alone
+            try:
+                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        select.select([self.pidfd], [], [], 2.0)
+        os.close(self.pidfd)
+        self.sock.close()
+        self.tree.leave()
+
+
+class LocalSandbox(Sandbox):
+    """A sandbox made of Linux namespaces on this machine. Works as root and unprivileged.
+
+    `limits` (or keyword overrides of its fields, e.g. `timeout=5`) caps every call.
+    Backend options: `fork_method` ("overlayfs" or "copy"), `disk_mb` (size of the
+    tree's in-memory layer store), `squash_every` (overlay depth that triggers a squash),
+    `max_tree_processes` (a hard cap on processes in one tree, all branches together),
+    `sandbox_uid` (the host uid the sandbox runs as when the host process is root) and
+    `python` (the interpreter, which must live under /usr to be visible inside).
+    """
+
+    def __init__(
+        self,
+        limits: SandboxLimits | None = None,
+        *,
+        fork_method: str = "overlayfs",
+        disk_mb: int = 2048,
+        squash_every: int = 32,
+        max_tree_processes: int = 1024,
+        sandbox_uid: int = 65534,
+        python: str = "/usr/bin/python3",
+        start_timeout: float = 30.0,
+        **limit_fields: Any,
+    ) -> None:
+        base = limits or SandboxLimits()
+        self.limits = SandboxLimits.model_validate({**base.model_dump(), **limit_fields})
+        if fork_method not in FORK_METHODS:
+            raise SandboxError(f"fork_method must be one of {FORK_METHODS}, not {fork_method!r}")
+        if not python.startswith("/usr/") or not os.access(python, os.X_OK):
+            raise SandboxError(f"python={python!r}: the worker's interpreter must be an "
+                               "executable under /usr, the only host tree visible inside")
+        config = {
+            "method": fork_method, "disk_mb": disk_mb, "squash_at": squash_every,
+            "sandbox_uid": sandbox_uid, "network": self.limits.network,
+            "limits": {**self.limits.model_dump(), "max_tree_processes": max_tree_processes},
+        }
+        host_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        host_end.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        life_r, life_w = os.pipe()
+        config |= {"chan_fd": worker_end.fileno(), "lifeline_fd": life_r}
+        try:
+            proc = subprocess.Popen(
+                [python, "-I", "-S", str(WORKER), json.dumps(config)],
+                pass_fds=(worker_end.fileno(), life_r), stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                env={"PATH": "/usr/bin:/bin", "HOME": WORKDIR, "LANG": "C.UTF-8"},
+                start_new_session=True,
+            )
+        finally:
+            worker_end.close()
+            os.close(life_r)
+        tree = _Tree(proc, life_w)
+        try:
+            self._attach(tree, host_end, start_timeout)
+        except BaseException:
+            host_end.close()
+            tree.kill()
+            raise
+
+    def _attach(self, tree: _Tree, sock: socket.socket, start_timeout: float) -> None:
+        """Wait for a worker's hello; its credentials tell us its pid in our namespace."""
+        sock.settimeout(start_timeout)
+        try:
+            hello = _wire.recv(sock)
+        except (TimeoutError, _wire.WireClosed, OSError) as e:
+            raise SandboxError(f"the sandbox worker did not start ({e or type(e).__name__}); "
+                               "user namespaces may be disabled on this host") from e
+        if "error" in hello.header:
+            raise SandboxError(hello.header["error"])
+        if hello.sender_pid is None:
+            raise SandboxError("the sandbox worker's hello carried no credentials")
+        self._start_timeout = start_timeout
+        self._method: str = hello.header["method"]
+        self._lock = threading.Lock()
+        self._dead: str | None = None
+        self._worker = _Worker(tree, sock, hello.sender_pid)
+        self._finalizer = weakref.finalize(self, self._worker.stop)
+
+    # -- the Sandbox contract -------------------------------------------------------
+    @property
+    def capabilities(self) -> Capabilities:
+        overlay = self._method == "overlayfs"
+        return Capabilities(
+            backend="local", forks_files=True, forks_memory=True, fork_method=self._method,
+            isolation=_ISOLATION + ([] if self.limits.network else ["net-ns"]),
+            notes=("fork = os.fork of the worker + " + (
+                "a new overlayfs upper layer per side (O(1) in workspace size)" if overlay
+                else "cp -a of the root (slower; grows with the workspace)"))
+            + "; python() code runs as root of the tree's user namespace, shell commands "
+              "without capabilities; memory is capped per process (RLIMIT_AS)",
+        )
+
+    def run(self, cmd: str, timeout: float | None = None) -> ExecResult:
+        return self._exec({"op": "run", "cmd": cmd}, timeout)
+
+    def python(self, code: str, timeout: float | None = None) -> ExecResult:
+        return self._exec({"op": "python", "code": code}, timeout)
+
+    def write_file(self, path: str, content: str | bytes) -> None:
+        data = content.encode() if isinstance(content, str) else bytes(content)
+        self._call({"op": "write", "path": path}, data)
+
+    def read_file(self, path: str) -> bytes:
+        return self._call({"op": "read", "path": path}).blob
+
+    def listdir(self, path: str = ".") -> list[str]:
+        return list(self._call({"op": "listdir", "path": path}).header["names"])
+
+    def fork(self) -> LocalSandbox:
+        host_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        host_end.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        try:
+            self._call({"op": "fork"}, fds=(child_end.fileno(),))
+        except BaseException:
+            host_end.close()
+            raise
+        finally:
+            child_end.close()
+        child = object.__new__(LocalSandbox)
+        child.limits = self.limits
+        try:
+            child._attach(self._worker.tree, host_end, self._start_timeout)
+        except BaseException:
+            host_end.close()
+            raise
+        return child
+
+    def close(self) -> None:
+        self._finalizer()
+
+    def ping(self) -> int:
+        """Round trip to the worker; returns its pid inside the sandbox."""
+        return int(self._call({"op": "ping"}).header["pid"])
+
+    # -- talking to the worker ------------------------------------------------------
+    def _exec(self, request: dict[str, Any], timeout: float | None) -> ExecResult:
+        seconds = self.limits.timeout if timeout is None else float(timeout)
+        if seconds <= 0:
+            raise SandboxError(f"timeout must be positive, got {seconds}")
+        try:
+            reply = self._call({**request, "timeout": seconds}, wait=seconds + _GRACE)
+        except _Unresponsive:
+            return ExecResult(stderr=f"killed: the sandbox did not stop within {seconds:g} s "
+                              f"(+{_GRACE:g} s grace) and was shut down",
+                              exit_code=137, timed_out=True, seconds=seconds + _GRACE)
+        return ExecResult(**reply.header)
+
+    def _call(self, header: dict[str, Any], blob: bytes = b"", fds: tuple[int, ...] = (),
+              wait: float | None = None) -> _wire.Message:
+        with self._lock:
+            if self._dead is not None:
+                raise SandboxDead(f"sandbox is dead: {self._dead}")
+            if self._worker.stopped:
+                raise SandboxDead("sandbox is closed")
+            sock = self._worker.sock
+            sock.settimeout(self.limits.timeout + _GRACE if wait is None else wait)
+            try:
+                _wire.send(sock, header, blob, fds)
+                reply = _wire.recv(sock)
+            except TimeoutError:
+                self._die("it did not answer in time and was killed")
+                raise _Unresponsive() from None
+            except (_wire.WireClosed, OSError) as e:
+                self._die("its worker exited (killed, crashed, or the code it ran ended it)")
+                raise SandboxDead(f"sandbox is dead: {self._dead}") from e
+            except BaseException:  # KeyboardInterrupt mid-call: the channel is out of step
+                self._die("a call was interrupted")
+                raise
+        if "error" in reply.header:
+            limit = reply.header.get("limit")
+            if limit:
+                raise LimitExceeded(limit, f"{reply.header['error']} (limit: {limit})")
+            raise SandboxError(reply.header["error"])
+        return reply
+
+    def _die(self, reason: str) -> None:
+        self._dead = reason
+        self._worker.stop()
+
+
+class _Unresponsive(Exception):
+    """The worker overran a call's timeout plus grace and has been killed."""
+
+
+def worker_processes(ancestor: int | None = None) -> list[int]:
+    """Pids of live sandbox processes, for leak checks in tests and benches.
+
+    With `ancestor`, only those descended from that pid: other programs on the host may
+    be running sandboxes of their own at the same time.
+    """
+    marker = str(WORKER).encode()
+    parents: dict[int, int] = {}
+    pids = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                parents[int(name)] = int(f.read().rsplit(b")", 1)[1].split()[1])
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                if marker in f.read():
+                    pids.append(int(name))
+        except (OSError, IndexError, ValueError):
+            continue
+    if ancestor is None:
+        return pids
+    return [pid for pid in pids if _descends(pid, ancestor, parents)]
+
+
+def _descends(pid: int, ancestor: int, parents: dict[int, int]) -> bool:
+    while pid > 1:
+        pid = parents.get(pid, 0)
+        if pid == ancestor:
+            return True
+    return False
+
+
+__all__ = ["FORK_METHODS", "WORKDIR", "LocalSandbox", "worker_processes"]

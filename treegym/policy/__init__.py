@@ -1,0 +1,24 @@
+"""Policies: make tokens for many contexts at once and fork KV prefixes without recompute.
+
+Pick one with `make_policy(spec)`; see spec.py for the spec strings and README.md here
+for loading real checkpoints.
+"""
+
+from .base import Context, Generation, Ledger, Policy, PolicyError, SamplingParams
+from .chat import ChatRenderer, load_tokenizer
+from .spec import make_policy
+from .tiny import init_tiny, tiny_path
+
+__all__ = [
+    "ChatRenderer",
+    "Context",
+    "Generation",
+    "Ledger",
+    "Policy",
+    "PolicyError",
+    "SamplingParams",
+    "init_tiny",
+    "load_tokenizer",
+    "make_policy",
+    "tiny_path",
+]

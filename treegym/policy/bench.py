@@ -1,0 +1,96 @@
+"""`treegym bench policy`: what forking a KV prefix saves over re-prefilling it.
+
+A tree sampler continues N branches from one P-token trunk. Each branch appends its own
+few tokens (an observation) and decodes. With KV forking only those few tokens are
+prefilled per branch; without it every branch prefills the whole trunk again. Both arms
+run the same batched decode afterwards, so the ratio is honest about what a branch costs.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+from .base import Context, Policy, SamplingParams
+from .spec import make_policy
+
+BRANCH_TOKENS = 16
+DECODE_TOKENS = 4
+
+
+def _branches(policy: Policy, n: int, prefix: int) -> tuple[list[int], list[list[int]]]:
+    """A P-token trunk and N distinct branch suffixes of ordinary (non-special) ids."""
+    rng = random.Random(0)
+    special = set(policy.tokenizer.all_special_ids)
+    pool = [i for i in range(len(policy.tokenizer)) if i not in special]
+    trunk = rng.choices(pool, k=prefix)
+    return trunk, [rng.choices(pool, k=BRANCH_TOKENS) for _ in range(n)]
+
+
+def _fork_arm(policy: Policy, root: Context, suffixes: list[list[int]]) -> None:
+    branches = []
+    for suffix in suffixes:
+        branch = policy.fork(root)
+        policy.extend(branch, suffix)
+        branches.append(branch)
+    policy.generate(branches, SamplingParams(temperature=0, max_tokens=DECODE_TOKENS))
+    for ctx in branches:
+        policy.release(ctx)
+
+
+def _recompute_arm(policy: Policy, root: Context, suffixes: list[list[int]]) -> None:
+    branches = [policy.start(root.ids + suffix) for suffix in suffixes]
+    policy.generate(branches, SamplingParams(temperature=0, max_tokens=DECODE_TOKENS))
+    for ctx in branches:
+        policy.release(ctx)
+
+
+def _clock(arm, policy: Policy, root: Context, suffixes: list[list[int]]) -> float:
+    start = time.perf_counter()
+    arm(policy, root, suffixes)
+    return time.perf_counter() - start
+
+
+def _prefilled(arm, policy: Policy, root: Context, suffixes: list[list[int]]) -> int:
+    """Tokens one run of `arm` prefilled, by the ledger. Doubles as the warm-up run."""
+    before = policy.ledger.prefilled
+    arm(policy, root, suffixes)
+    return policy.ledger.prefilled - before
+
+
+def bench_policy(
+    n: int = 8, prefix: int = 512, spec: str = "tiny", repeats: int = 5, **options: Any
+) -> dict:
+    """Continue `n` branches from a `prefix`-token trunk: fork+extend vs re-prefill.
+
+    The trunk exists before the clock starts, as it does at a branch point. Prefill
+    counts come from the policy's ledger; times are the best of `repeats` after a warm-up.
+    """
+    policy = make_policy(spec, **options)
+    try:
+        trunk, suffixes = _branches(policy, n, prefix)
+        root = policy.start(trunk)
+        fork_tokens = _prefilled(_fork_arm, policy, root, suffixes)
+        recompute_tokens = _prefilled(_recompute_arm, policy, root, suffixes)
+        # Interleaved repeats, best of each: other load on the machine hits both arms alike.
+        runs = [
+            (_clock(_fork_arm, policy, root, suffixes), _clock(_recompute_arm, policy, root, suffixes))
+            for _ in range(repeats)
+        ]
+        fork_s, recompute_s = min(r[0] for r in runs), min(r[1] for r in runs)
+    finally:
+        policy.close()
+    return {
+        "backend": policy.backend,
+        "spec": spec,
+        "n": n,
+        "prefix": prefix,
+        "branch_tokens": BRANCH_TOKENS,
+        "decode_tokens": DECODE_TOKENS,
+        "fork_s": round(fork_s, 5),
+        "recompute_s": round(recompute_s, 5),
+        "speedup": round(recompute_s / fork_s, 2),
+        "prefill_tokens_fork": fork_tokens,
+        "prefill_tokens_recompute": recompute_tokens,
+    }

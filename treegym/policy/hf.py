@@ -1,0 +1,231 @@
+"""`hf:PATH`: transformers on CPU or CUDA, with KV prefixes forked instead of recomputed.
+
+Each context keeps its KV as per-layer (key, value) tensors covering every id but the
+last one; that last id is "pending" and is fed as the first input of the next forward.
+So `start` and `extend` run the model over exactly the new ids, `generate` needs no
+logits stored between calls, and the KV tensors are never written in place (a
+`DynamicCache` grows by concatenation), which lets `fork` share them outright: a branch
+costs nothing until it appends, and appending never touches its siblings.
+
+`generate` decodes many contexts of different lengths in one batch: their KV is
+left-padded into one `DynamicCache` with an attention mask over the padding and explicit
+position ids, finished rows are dropped with `batch_select_indices`, and each context
+gets back its own unpadded KV.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict
+
+from .base import BasePolicy, Context, Generation, PolicyError, SamplingParams
+from .chat import load_tokenizer
+
+KV = tuple[tuple[torch.Tensor, torch.Tensor], ...]
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class HFOptions(BaseModel):
+    """Options of `hf:PATH?dtype=bf16&device=cuda` (or keyword arguments)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dtype: Literal["fp32", "bf16", "fp16"] = "fp32"
+    device: str | None = None  # default: cuda when available, else cpu
+    attn_implementation: Literal["sdpa", "eager"] = "sdpa"
+
+
+class HFPolicy(BasePolicy):
+    backend = "hf"
+
+    def __init__(self, path: str | Path, **options: object) -> None:
+        from transformers import AutoModelForCausalLM, DynamicCache
+
+        opts = HFOptions(**options)
+        super().__init__(load_tokenizer(path))
+        self.device = torch.device(opts.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.dtype = DTYPES[opts.dtype]
+        self.model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=self.dtype, attn_implementation=opts.attn_implementation
+        ).to(self.device)
+        self.model.eval()
+        self._cache_cls = DynamicCache
+
+    # -- the model, one context at a time ----------------------------------------------
+
+    def _cache(self, kv: KV | None):
+        return self._cache_cls(ddp_cache_data=kv) if kv else self._cache_cls()
+
+    @torch.inference_mode()
+    def _prefill(self, kv: KV | None, ids: list[int]) -> KV | None:
+        """Run `ids` on top of `kv` and return the longer KV. Only `ids` are computed."""
+        if not ids:
+            return kv
+        past = kv[0][0].shape[2] if kv else 0
+        cache = self._cache(kv)
+        positions = torch.arange(past, past + len(ids), device=self.device)
+        self.model(
+            input_ids=torch.tensor([ids], device=self.device),
+            past_key_values=cache,
+            position_ids=positions[None],
+            cache_position=positions,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        return tuple((layer.keys, layer.values) for layer in cache.layers)
+
+    def start(self, prompt_ids: Sequence[int]) -> Context:
+        ids = self._check_ids(prompt_ids, "prompt_ids")
+        if not ids:
+            raise PolicyError("start() needs at least one prompt id")
+        ctx = Context(ids, state=self._prefill(None, ids[:-1]))
+        self.ledger.add(prefilled=len(ids))
+        return ctx
+
+    def extend(self, ctx: Context, ids: Sequence[int]) -> None:
+        """Append `ids`, computing KV for them only; the prefix comes from the cache."""
+        self._live(ctx)
+        ids = self._check_ids(ids, "extend ids")
+        if not ids:
+            return
+        reused = len(ctx)
+        ctx.state = self._prefill(ctx.state, [ctx._ids[-1], *ids[:-1]])
+        ctx._ids.extend(ids)
+        self.ledger.add(prefilled=len(ids), cached=reused)
+
+    def fork(self, ctx: Context) -> Context:
+        """A new context sharing `ctx`'s KV tensors; neither ever writes them in place."""
+        self._live(ctx)
+        return Context(ctx._ids, state=ctx.state)
+
+    # -- batched decoding ----------------------------------------------------------------
+
+    def _stack(self, ctxs: Sequence[Context]) -> tuple[object, torch.Tensor, list[int]]:
+        """Left-pad every context's KV into one cache; return it, its mask and the pads."""
+        lengths = [len(c) - 1 for c in ctxs]
+        width = max(lengths)
+        pads = [width - n for n in lengths]
+        mask = torch.tensor(
+            [[0] * p + [1] * n for p, n in zip(pads, lengths)], device=self.device
+        )
+        if width == 0:
+            return self._cache(None), mask, pads
+        ref = next(c.state for c in ctxs if c.state)
+        layers = []
+        for layer, (k_ref, v_ref) in enumerate(ref):
+            k = k_ref.new_zeros(len(ctxs), k_ref.shape[1], width, k_ref.shape[3])
+            v = v_ref.new_zeros(len(ctxs), v_ref.shape[1], width, v_ref.shape[3])
+            for row, (ctx, pad) in enumerate(zip(ctxs, pads)):
+                if ctx.state:
+                    k[row, :, pad:] = ctx.state[layer][0][0]
+                    v[row, :, pad:] = ctx.state[layer][1][0]
+            layers.append((k, v))
+        return self._cache(tuple(layers)), mask, pads
+
+    def _sample(
+        self, logits: torch.Tensor, params: SamplingParams, gen: torch.Generator | None
+    ) -> torch.Tensor:
+        if params.temperature == 0:
+            return logits.argmax(-1)
+        probs = F.softmax(logits / params.temperature, dim=-1)
+        if params.top_p < 1.0:
+            sorted_p, order = probs.sort(dim=-1, descending=True)
+            outside = sorted_p.cumsum(-1) - sorted_p > params.top_p  # keeps the top token
+            sorted_p = sorted_p.masked_fill(outside, 0.0)
+            probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+        return torch.multinomial(probs, 1, generator=gen).squeeze(-1)
+
+    def _stopped(self, ids: list[int], params: SamplingParams, window: int) -> bool:
+        if ids[-1] in params.stop_token_ids:
+            return True
+        if params.stop:
+            tail = self.tokenizer.decode(ids[-window:], skip_special_tokens=False)
+            return any(s in tail for s in params.stop)
+        return False
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        ctxs: Sequence[Context],
+        params: SamplingParams | None = None,
+        stop: Sequence[str] | None = None,
+    ) -> list[Generation]:
+        """Decode all `ctxs` together; each gets its new ids appended and its KV grown."""
+        for ctx in ctxs:
+            self._live(ctx)
+        if len({id(c) for c in ctxs}) != len(ctxs):
+            raise PolicyError("generate() got the same context twice; fork it first")
+        if not ctxs:
+            return []
+        params = self._resolve(params, stop)
+        window = 4 * max((len(s) for s in params.stop), default=0) + 4  # >= 1 byte a token
+        gen = None
+        if params.seed is not None:
+            gen = torch.Generator(device=self.device).manual_seed(params.seed)
+
+        cache, mask, pads = self._stack(ctxs)
+        width = mask.shape[1]
+        live = list(range(len(ctxs)))  # batch row -> index into ctxs
+        tokens = torch.tensor([c._ids[-1] for c in ctxs], device=self.device)
+        positions = torch.tensor([len(c) - 1 for c in ctxs], device=self.device)
+        out_ids: list[list[int]] = [[] for _ in ctxs]
+        out_lp: list[list[float]] = [[] for _ in ctxs]
+        out_h: list[list[float]] = [[] for _ in ctxs]
+        reasons: list[str] = ["length"] * len(ctxs)
+
+        for step in range(params.max_tokens):
+            mask = torch.cat([mask, mask.new_ones(len(live), 1)], dim=1)
+            logits = self.model(
+                input_ids=tokens[:, None],
+                attention_mask=mask,
+                position_ids=positions[:, None],
+                past_key_values=cache,
+                cache_position=torch.tensor([width + step], device=self.device),
+                use_cache=True,
+            ).logits[:, -1].float()
+            logp = F.log_softmax(logits, dim=-1)
+            entropy = -(logp.exp() * logp).sum(-1)
+            tokens = self._sample(logits, params, gen)
+            chosen = logp.gather(-1, tokens[:, None]).squeeze(-1)
+
+            keep = []
+            for row, i in enumerate(live):
+                out_ids[i].append(int(tokens[row]))
+                out_lp[i].append(float(chosen[row]))
+                out_h[i].append(float(entropy[row]))
+                done = self._stopped(out_ids[i], params, window)
+                if done or step == params.max_tokens - 1:
+                    reasons[i] = "stop" if done else "length"
+                    self._finish(ctxs[i], cache, row, pads[i], out_ids[i])
+                else:
+                    keep.append(row)
+            if not keep:
+                break
+            if len(keep) < len(live):
+                index = torch.tensor(keep, device=self.device)
+                cache.batch_select_indices(index)
+                mask, tokens, positions = mask[index], tokens[index], positions[index]
+                live = [live[r] for r in keep]
+            positions = positions + 1
+
+        self.ledger.add(generated=sum(len(ids) for ids in out_ids))
+        return [
+            Generation(
+                ids=ids, logprobs=lp, entropies=h, finish_reason=r, text=self._decode(ids)
+            )
+            for ids, lp, h, r in zip(out_ids, out_lp, out_h, reasons)
+        ]
+
+    def _finish(self, ctx: Context, cache: object, row: int, pad: int, new: list[int]) -> None:
+        """Give `ctx` its row of the batch cache, unpadded: all its ids but the last."""
+        ctx.state = tuple(
+            (layer.keys[row : row + 1, :, pad:].contiguous(),
+             layer.values[row : row + 1, :, pad:].contiguous())
+            for layer in cache.layers
+        )
+        ctx._ids.extend(new)
