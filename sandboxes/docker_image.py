@@ -37,7 +37,9 @@ def docker_client():  # -> docker.DockerClient, untyped so `docker` stays an opt
     try:
         import docker
     except ImportError as e:
-        raise SandboxError("the docker backend needs the docker SDK: pip install 'treegym[docker]'") from e
+        raise SandboxError(
+            "the docker backend needs the docker SDK: pip install 'treegym[docker]'"
+        ) from e
     try:
         client = docker.from_env(timeout=120)
         client.ping()
@@ -61,9 +63,13 @@ def rootfs_tarball(rebuild: bool = False) -> Path:
     with tempfile.TemporaryDirectory(dir=CACHE_DIR, prefix="rootfs-") as tmp:
         root = Path(tmp) / "root"
         cmd = [
-            "debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
-            SUITE, str(root), MIRROR,
-        ]  # fmt: skip
+            "debootstrap",
+            "--variant=minbase",
+            f"--include={','.join(PACKAGES)}",
+            SUITE,
+            str(root),
+            MIRROR,
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             log = root / "debootstrap" / "debootstrap.log"
@@ -115,8 +121,10 @@ def _ensure_debootstrap() -> None:
         return
     proc = subprocess.run(
         "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap",
-        shell=True, capture_output=True, text=True,
-    )  # fmt: skip
+        shell=True,
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0 or not shutil.which("debootstrap"):
         raise SandboxError(f"could not install debootstrap with apt-get:\n{proc.stderr[-2000:]}")
 
@@ -134,7 +142,13 @@ def _customize(root: Path) -> None:
         (root / d).mkdir(parents=True, exist_ok=True)
         os.chown(root / d, uid, uid)
         os.chmod(root / d, 0o755)
-    for junk in ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale",
-                 "var/cache/apt/archives", "var/lib/apt/lists"):  # fmt: skip
+    for junk in (
+        "usr/share/doc",
+        "usr/share/man",
+        "usr/share/info",
+        "usr/share/locale",
+        "var/cache/apt/archives",
+        "var/lib/apt/lists",
+    ):
         shutil.rmtree(root / junk, ignore_errors=True)
         (root / junk).mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,450 @@
+"""Docker sandboxes: one hardened container per sandbox, forked with `docker commit`.
+
+Each container runs an in-container worker (`_docker_worker.py`) reached over a single
+`docker exec` stream, so tool calls cost a socket round trip rather than a new exec. The
+worker keeps the agent's Python interpreter alive between calls.
+
+`fork()` copies files, not memory: it commits the container's writable layer to an
+image and starts a new container from it. Copying a live interpreter needs CRIU
+(`docker checkpoint`), which fails on the kernels treegym targets, so a forked child gets
+a fresh interpreter. `capabilities` says so; use the local backend when interpreter
+state must survive a fork.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import struct
+import threading
+import time
+import uuid
+import weakref
+from pathlib import Path
+from typing import Any
+
+from .base import (
+    Capabilities,
+    ExecResult,
+    LimitExceeded,
+    Sandbox,
+    SandboxDead,
+    SandboxError,
+    SandboxLimits,
+)
+from .docker_image import AGENT_UID, AGENT_USER, WORKDIR, docker_client, ensure_image
+
+LABEL = "treegym.sandbox"
+OWNER_LABEL = "treegym.owner"
+FORK_REPOSITORY = "treegym/sandbox-fork"
+WORKER_SOURCE = Path(__file__).with_name("_docker_worker.py").read_bytes()
+# Reads one line from stdin and runs it; that line reads and runs the worker's source.
+BOOTSTRAP = "import sys; exec(sys.stdin.buffer.readline())"
+LOADER = (
+    "exec(compile(sys.stdin.buffer.read({size}), 'treegym-worker', 'exec'), "
+    "{{'__name__': '__main__'}})\n"
+)
+# Container memory beyond the per-process cap, for the worker and a few concurrent tools.
+HEADROOM_MB = 256
+# Processes that are not the agent's: docker-init, sleep, the worker, the interpreter.
+HOUSEKEEPING_PIDS = 8
+# How long past a call's own timeout the worker may take to answer before it counts as hung.
+REPLY_GRACE = 15.0
+INTERRUPT_GRACE = 1.0
+# The worker is root with only these; everything the agent runs has no capabilities at all.
+WORKER_CAPS = ["SETUID", "SETGID", "KILL"]
+
+_stale_swept = False
+_stale_lock = threading.Lock()
+
+
+def owner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class _ImageLedger:
+    """Which committed images a family of forked sandboxes still needs.
+
+    Docker refuses to delete an image that a container (even a stopped one) or a child
+    image still uses, so an image is removed only once neither is left; removing it may
+    then free its parent.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._lock = threading.Lock()
+        self._parent: dict[str, str | None] = {}
+        self._users: dict[str, set[str]] = {}
+        self._children: dict[str, set[str]] = {}
+
+    def add(self, image: str, parent: str) -> None:
+        with self._lock:
+            owned_parent = parent if parent in self._parent else None
+            self._parent[image] = owned_parent
+            self._users[image] = set()
+            self._children[image] = set()
+            if owned_parent is not None:
+                self._children[owned_parent].add(image)
+
+    def use(self, image: str, container: str) -> None:
+        with self._lock:
+            if image in self._users:
+                self._users[image].add(container)
+
+    def release(self, image: str, container: str | None) -> None:
+        """Drop one use of `image` and delete every image of ours that nothing needs now."""
+        import docker.errors
+
+        with self._lock:
+            if image not in self._users:
+                return
+            self._users[image].discard(container or "")
+            while image is not None and not self._users[image] and not self._children[image]:
+                try:
+                    self._client.api.remove_image(image, force=True)
+                except docker.errors.NotFound:
+                    pass
+                parent = self._parent.pop(image)
+                del self._users[image], self._children[image]
+                if parent is not None:
+                    self._children[parent].discard(image)
+                image = parent
+
+
+def _cleanup(client: Any, container_id: str, conn: list, ledger: _ImageLedger, image: str) -> None:
+    """Free what one sandbox holds; runs once, from close() or when it is collected."""
+    import docker.errors
+
+    for sock in conn:
+        try:
+            sock.close()
+        except OSError:
+            pass
+    try:
+        client.api.remove_container(container_id, force=True)
+    except docker.errors.NotFound:
+        pass
+    ledger.release(image, container_id)
+
+
+def remove_stale(client: Any) -> int:
+    """Remove containers and fork images left by treegym processes on this host that died
+    without closing them (SIGKILL, a crashed interpreter); return how many went."""
+    import docker.errors
+
+    host = socket.gethostname()
+    removed = 0
+
+    def dead_owner(labels: dict[str, str]) -> bool:
+        owner_host, _, pid = labels.get(OWNER_LABEL, "").rpartition(":")
+        if owner_host != host or not pid.isdigit():
+            return False
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
+    for c in client.containers.list(all=True, filters={"label": LABEL}):
+        if dead_owner(c.labels):
+            try:
+                c.remove(force=True)
+                removed += 1
+            except docker.errors.NotFound:
+                pass
+    images = client.images.list(filters={"label": LABEL})
+    # Newest first, so children go before the images they were committed from.
+    images.sort(key=lambda i: i.attrs.get("Created", ""), reverse=True)
+    for img in images:
+        if dead_owner(img.labels):
+            try:
+                client.api.remove_image(img.id, force=True)
+                removed += 1
+            except (docker.errors.NotFound, docker.errors.APIError):
+                pass
+    return removed
+
+
+class DockerSandbox(Sandbox):
+    """A sandbox in a hardened container: no network, no capabilities for agent code,
+    a non-root agent user, and memory, process, CPU-time and file-size caps.
+
+    The root filesystem stays writable for root because `docker commit` captures only the
+    container's writable layer (not tmpfs or volumes); the agent still can write only
+    /workspace, its home and /tmp, since it is uid 1000 without capabilities.
+    A custom `image` needs python3 (tested: bookworm's 3.11), bash, a uid-1000 user and
+    /workspace, as `ensure_image` builds them.
+    """
+
+    def __init__(
+        self,
+        image: str | None = None,
+        limits: SandboxLimits | None = None,
+        client: Any = None,
+        *,
+        _ledger: _ImageLedger | None = None,
+    ) -> None:
+        self.limits = limits or SandboxLimits()
+        self._client = client or docker_client()
+        _sweep_once(self._client)
+        self._image = image or ensure_image(client=self._client)
+        self._ledger = _ledger or _ImageLedger(self._client)
+        self._lock = threading.Lock()
+        self._closed = False
+        self._dead: str | None = None
+        self._raw = bytearray()
+        self._out = bytearray()
+        self._err = bytearray()
+        self._conn: list[socket.socket] = []
+        self._container = self._client.containers.run(self._image, **self._run_options())
+        self._ledger.use(self._image, self._container.id)
+        self._finalizer = weakref.finalize(
+            self,
+            _cleanup,
+            self._client,
+            self._container.id,
+            self._conn,
+            self._ledger,
+            self._image,
+        )
+        try:
+            self._start_worker()
+        except BaseException:
+            self.close()
+            raise
+
+    def _run_options(self) -> dict[str, Any]:
+        import docker.types
+
+        lim = self.limits
+        memory = f"{lim.memory_mb + HEADROOM_MB}m"
+        fsize = lim.max_file_mb << 20
+        return {
+            "command": ["sleep", "infinity"],
+            "detach": True,
+            "init": True,  # docker-init reaps orphans, which would otherwise fill pids_limit
+            "user": "root",
+            "working_dir": WORKDIR,
+            "hostname": "sandbox",
+            "network_mode": "bridge" if lim.network else "none",
+            "cap_drop": ["ALL"],
+            "cap_add": WORKER_CAPS,
+            "security_opt": ["no-new-privileges"],
+            "mem_limit": memory,
+            "memswap_limit": memory,
+            "pids_limit": lim.max_processes + HOUSEKEEPING_PIDS,
+            # RLIMIT_NPROC is per uid across the whole host, so every sandbox's agent would
+            # share one count; pids_limit is the per-container cap. CPU time and address
+            # space are set per call and per process by the worker.
+            "ulimits": [
+                docker.types.Ulimit(name="fsize", soft=fsize, hard=fsize),
+                docker.types.Ulimit(name="core", soft=0, hard=0),
+            ],
+            "labels": {LABEL: "1", OWNER_LABEL: owner_id()},
+        }
+
+    def _start_worker(self) -> None:
+        config = {
+            "uid": AGENT_UID,
+            "user": AGENT_USER,
+            "home": f"/home/{AGENT_USER}",
+            "workdir": WORKDIR,
+            "max_output_bytes": self.limits.max_output_bytes,
+            "cpu_seconds": self.limits.cpu_seconds,
+            "memory_mb": self.limits.memory_mb,
+        }
+        api = self._client.api
+        cmd = ["python3", "-I", "-u", "-c", BOOTSTRAP, json.dumps(config)]
+        self._exec_id = api.exec_create(
+            self._container.id,
+            cmd,
+            stdin=True,
+            stdout=True,
+            stderr=True,
+            user="root",
+            workdir="/",
+        )["Id"]
+        stream = api.exec_start(self._exec_id, socket=True)
+        sock = getattr(stream, "_sock", stream)
+        self._conn.append(sock)
+        sock.sendall(LOADER.format(size=len(WORKER_SOURCE)).encode() + WORKER_SOURCE)
+        self._call({"op": "ping"}, timeout=60)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            backend="docker",
+            forks_files=True,
+            forks_memory=False,
+            fork_method="commit",
+            isolation=[
+                "container",
+                "network" if self.limits.network else "no-network",
+                "no-capabilities",
+                "no-new-privileges",
+                "non-root",
+                "memory-cgroup",
+                "pids-cgroup",
+                "rlimits",
+            ],
+            notes=(
+                "fork() runs `docker commit` on the container and starts a new container "
+                "from that image: files are copied, interpreter memory is not, because "
+                "copying a live process needs CRIU (`docker checkpoint`), which fails on "
+                "this kernel. A forked child starts with a fresh Python interpreter."
+            ),
+        )
+
+    def run(self, cmd: str, timeout: float | None = None) -> ExecResult:
+        seconds = timeout or self.limits.timeout
+        start = time.perf_counter()
+        reply = self._call({"op": "run", "cmd": cmd, "timeout": seconds}, seconds + REPLY_GRACE)
+        return ExecResult(**reply, seconds=time.perf_counter() - start)
+
+    def python(self, code: str, timeout: float | None = None) -> ExecResult:
+        seconds = timeout or self.limits.timeout
+        start = time.perf_counter()
+        reply = self._call(
+            {"op": "python", "code": code, "timeout": seconds},
+            seconds + INTERRUPT_GRACE + REPLY_GRACE,
+        )
+        return ExecResult(**reply, seconds=time.perf_counter() - start)
+
+    def write_file(self, path: str, content: str | bytes) -> None:
+        data = content.encode() if isinstance(content, str) else content
+        self._call({"op": "write", "path": path, "data": base64.b64encode(data).decode()})
+
+    def read_file(self, path: str) -> bytes:
+        return base64.b64decode(self._call({"op": "read", "path": path})["data"])
+
+    def listdir(self, path: str = ".") -> list[str]:
+        return self._call({"op": "listdir", "path": path})["names"]
+
+    def fork(self) -> DockerSandbox:
+        """Snapshot the files with `docker commit` and start a sibling container from them.
+
+        The container is paused while it is committed, so the snapshot is consistent even
+        if background processes are writing.
+        """
+        with self._lock:
+            self._check_alive()
+            snapshot = self._container.commit(
+                repository=FORK_REPOSITORY, tag=uuid.uuid4().hex[:16], pause=True
+            )
+        self._ledger.add(snapshot.id, parent=self._image)
+        try:
+            return DockerSandbox(
+                image=snapshot.id, limits=self.limits, client=self._client, _ledger=self._ledger
+            )
+        except BaseException:
+            self._ledger.release(snapshot.id, None)
+            raise
+
+    def close(self) -> None:
+        self._closed = True
+        self._finalizer()
+
+    @property
+    def container_id(self) -> str:
+        return self._container.id
+
+    def _check_alive(self) -> None:
+        if self._closed:
+            raise SandboxDead("the sandbox was closed")
+        if self._dead is not None:
+            raise SandboxDead(self._dead)
+
+    def _call(self, request: dict, timeout: float = 60.0) -> dict:
+        with self._lock:
+            self._check_alive()
+            sock = self._conn[0]
+            data = json.dumps(request).encode()
+            try:
+                sock.settimeout(timeout)
+                sock.sendall(struct.pack(">I", len(data)) + data)
+                reply = self._recv()
+            except TimeoutError:
+                reply = None
+                self._dead = f"the sandbox worker did not answer within {timeout:.0f} s"
+            except OSError as e:
+                reply = None
+                self._dead = f"lost the connection to the sandbox worker ({e})"
+            if reply is None:
+                self._dead = self._dead or self._death_reason()
+                raise SandboxDead(self._dead)
+        if "error" in reply:
+            _raise_for(reply, request.get("path"))
+        return reply
+
+    def _recv(self) -> dict | None:
+        """One worker frame, unwrapped from docker's stdout/stderr multiplexing."""
+        while True:
+            if len(self._out) >= 4:
+                size = struct.unpack(">I", self._out[:4])[0]
+                if len(self._out) >= 4 + size:
+                    body = bytes(self._out[4 : 4 + size])
+                    del self._out[: 4 + size]
+                    return json.loads(body)
+            if not self._fill(8):
+                return None
+            stream, size = self._raw[0], struct.unpack(">I", self._raw[4:8])[0]
+            if not self._fill(8 + size):
+                return None
+            payload = self._raw[8 : 8 + size]
+            del self._raw[: 8 + size]
+            if stream == 1:
+                self._out += payload
+            else:
+                self._err = (self._err + payload)[-4000:]
+
+    def _fill(self, n: int) -> bool:
+        while len(self._raw) < n:
+            chunk = self._conn[0].recv(1 << 16)
+            if not chunk:
+                return False
+            self._raw += chunk
+        return True
+
+    def _death_reason(self) -> str:
+        """Say why the worker stopped answering: the container's fate, then the worker's."""
+        import docker.errors
+
+        parts = []
+        try:
+            self._container.reload()
+            state = self._container.attrs["State"]
+            if state.get("OOMKilled"):
+                parts.append("the container hit its memory limit and was OOM-killed")
+            if not state.get("Running"):
+                parts.append(f"the container stopped (exit code {state.get('ExitCode')})")
+            code = self._client.api.exec_inspect(self._exec_id).get("ExitCode")
+            if code is not None:
+                parts.append(f"the worker exited with code {code}")
+        except docker.errors.NotFound:
+            parts.append("the container was removed from outside treegym")
+        tail = self._err.decode("utf-8", "replace").strip()
+        if tail:
+            parts.append(f"worker stderr: {tail[-800:]}")
+        return "; ".join(parts) or "the sandbox worker closed its connection"
+
+
+def _raise_for(reply: dict, path: str | None) -> None:
+    """Turn a worker's error reply into the exception envs catch: SandboxError, or
+    LimitExceeded when a cap (file size) caused it."""
+    where = f"{path}: " if path else ""
+    cause = reply.get("strerror") or reply["error"]
+    if reply.get("limit"):
+        raise LimitExceeded(reply["limit"], f"{where}{reply['limit']} limit reached ({cause})")
+    raise SandboxError(f"{where}{cause}")
+
+
+def _sweep_once(client: Any) -> None:
+    global _stale_swept
+    with _stale_lock:
+        if not _stale_swept:
+            _stale_swept = True
+            remove_stale(client)

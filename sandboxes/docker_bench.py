@@ -1,0 +1,76 @@
+"""Docker numbers for `treegym bench sandbox`: a commit-fork against a fresh container.
+
+Both start from the same world: a workspace of `n_files` small files and an interpreter
+holding about `interp_mb` MB. The fresh-container figure includes restoring that world
+(writing the files, rebuilding the interpreter state), since that is what a backend
+without fork would pay at every branch point. The commit-fork copies only the files; its
+child's interpreter is empty, so `docker_fork_copies_memory` is reported as False.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+from .base import SandboxLimits
+from .docker import DockerSandbox
+from .docker_image import docker_client, ensure_image
+
+
+def _restore(sb: DockerSandbox, files: dict[str, bytes], interp_mb: int) -> None:
+    for path, data in files.items():
+        sb.write_file(path, data)
+    result = sb.python(f"state = [bytes(1024) for _ in range({interp_mb} * 1024)]")
+    if not result.ok:
+        raise RuntimeError(f"could not build the interpreter state: {result.stderr}")
+
+
+def measure_docker(
+    n_files: int = 200,
+    interp_mb: int = 50,
+    repeats: int = 5,
+    file_bytes: int = 4096,
+    client: Any = None,
+) -> dict[str, Any]:
+    """Median milliseconds for a docker fork and for a fresh container plus restore."""
+    client = client or docker_client()
+    image = ensure_image(client=client)
+    limits = SandboxLimits(memory_mb=max(1024, 4 * interp_mb))
+    files = {
+        f"src/pkg{i % 10}/file{i}.txt": bytes([65 + i % 26]) * file_bytes for i in range(n_files)
+    }
+
+    fresh_ms = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        sb = DockerSandbox(image=image, limits=limits, client=client)
+        _restore(sb, files, interp_mb)
+        fresh_ms.append((time.perf_counter() - start) * 1000)
+        sb.close()
+
+    fork_ms = []
+    with DockerSandbox(image=image, limits=limits, client=client) as parent:
+        _restore(parent, files, interp_mb)
+        rss = parent.python(
+            "import resource; resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024"
+        )
+        for _ in range(repeats):
+            start = time.perf_counter()
+            child = parent.fork()
+            fork_ms.append((time.perf_counter() - start) * 1000)
+            copied = len(child.run("find src -type f").stdout.split())
+            child.close()
+            if copied != n_files:
+                raise RuntimeError(f"the fork saw {copied} of {n_files} files")
+
+    return {
+        "docker_fork_p50_ms": round(statistics.median(fork_ms), 1),
+        "fresh_container_p50_ms": round(statistics.median(fresh_ms), 1),
+        "docker_fork_copies_memory": False,
+        "docker_repeats": repeats,
+        "docker_workspace_files": n_files,
+        "docker_workspace_bytes": n_files * file_bytes,
+        "docker_interpreter_mb": interp_mb,
+        "docker_interpreter_rss_mb": int(rss.stdout.strip()),
+    }

@@ -1,0 +1,36 @@
+"""`treegym bench sandbox --json` reports the figures the issue names (values not judged)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from test_cli import treegym
+
+LOCAL_KEYS = {"local_fork_p50_ms", "local_fork_p90_ms", "workspace_files", "interpreter_rss_mib"}
+DOCKER_KEYS = {"docker_fork_p50_ms", "fresh_container_p50_ms", "speedup_vs_fresh_container"}
+
+
+def _docker_up() -> bool:
+    from treegym.sandboxes.docker_image import docker_client
+
+    try:
+        docker_client()
+    except Exception:  # noqa: BLE001 - any failure means "no engine" here
+        return False
+    return True
+
+
+def test_bench_sandbox_json() -> None:
+    with_docker = os.environ.get("TREEGYM_REQUIRE_DOCKER") == "1" or _docker_up()
+    args = ["bench", "sandbox", "--json", "--repeats", "5", "--files", "20", "--interp-mb", "5"]
+    out = treegym(*args, *([] if with_docker else ["--no-docker"]))
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert LOCAL_KEYS <= set(report) and DOCKER_KEYS <= set(report)
+    assert report["workspace_files"] >= 20 and report["local_fork_p50_ms"] > 0
+    if not with_docker:
+        pytest.skip("no Docker engine: only the local figures were measured")
+    assert report["docker_skipped"] is None
+    assert report["fresh_container_p50_ms"] > 0 and report["speedup_vs_fresh_container"] > 0
