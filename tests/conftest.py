@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from helpers import CounterEnv
@@ -18,3 +20,21 @@ def counter() -> Iterator[CounterEnv]:
     env.reset(seed=3)
     yield env
     env.close()
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Any:
+    """A client for a reachable Docker engine with the sandbox image built. Skips without
+    an engine, unless TREEGYM_REQUIRE_DOCKER=1 (CI), where that is a failure."""
+    from treegym.sandboxes import SandboxError
+    from treegym.sandboxes.docker_image import docker_client as connect
+    from treegym.sandboxes.docker_image import ensure_image
+
+    try:
+        client = connect()
+    except SandboxError as e:
+        if os.environ.get("TREEGYM_REQUIRE_DOCKER") == "1":
+            pytest.fail(f"TREEGYM_REQUIRE_DOCKER=1 but {e}")
+        pytest.skip(f"no Docker engine: {e}")
+    ensure_image(client=client)
+    return client

@@ -16,3 +16,8 @@ def test_quick_start_runs() -> None:
     env, child = scope["env"], scope["child"]
     assert env.total == 2 and child.total == 2
     assert env.turn == 1 and child.turn == 2 and child.history[-1].terminated
+
+
+def test_sandbox_example_runs() -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.DOTALL)
+    exec(compile(blocks[1], str(README), "exec"), {})  # noqa: S102 - our own README

@@ -86,3 +86,21 @@ def test_a_fork_carries_edits_and_siblings_stay_apart(bugfix: treegym.AgentEnv) 
         assert bugfix.box.read_file("notes.txt") == b"trunk\nparent\n"
     finally:
         child.close()
+
+
+def test_docker_backed_env_forks_files(docker_client: object) -> None:
+    env = treegym.make("treegym/BugFix-v0", sandbox="docker", bug_kinds=["off_by_one"])
+    try:
+        env.reset(seed=5)
+        assert env.box.capabilities.backend == "docker"
+        env.step(call("bash", cmd="echo trunk > notes.txt"))
+        child = env.fork()
+        try:
+            child.step(call("bash", cmd="echo child >> notes.txt"))
+            assert env.box.read_file("notes.txt") == b"trunk\n"
+            assert child.box.read_file("notes.txt") == b"trunk\nchild\n"
+            assert 0.0 < child.passing() < 1.0
+        finally:
+            child.close()
+    finally:
+        env.close()

@@ -7,7 +7,6 @@ TREEGYM_REQUIRE_DOCKER=1 makes a missing engine a failure.
 from __future__ import annotations
 
 import gc
-import os
 import signal
 import socket
 import subprocess
@@ -24,22 +23,6 @@ from treegym.sandboxes import (
     open_sandbox,
 )
 from treegym.sandboxes.docker import LABEL, OWNER_LABEL, DockerSandbox, owner_id, remove_stale
-
-
-@pytest.fixture(scope="session")
-def docker_client() -> Any:
-    """A client for a reachable Docker engine with the sandbox image built."""
-    from treegym.sandboxes.docker_image import docker_client as connect
-    from treegym.sandboxes.docker_image import ensure_image
-
-    try:
-        client = connect()
-    except SandboxError as e:
-        if os.environ.get("TREEGYM_REQUIRE_DOCKER") == "1":
-            pytest.fail(f"TREEGYM_REQUIRE_DOCKER=1 but {e}")
-        pytest.skip(f"no Docker engine: {e}")
-    ensure_image(client=client)
-    return client
 
 
 @pytest.fixture
