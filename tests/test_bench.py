@@ -34,3 +34,15 @@ def test_bench_sandbox_json() -> None:
         pytest.skip("no Docker engine: only the local figures were measured")
     assert report["docker_skipped"] is None
     assert report["fresh_container_p50_ms"] > 0 and report["speedup_vs_fresh_container"] > 0
+
+
+def test_bench_policy_json() -> None:
+    pytest.importorskip("transformers", reason="bench policy needs the torch extra")
+    out = treegym("bench", "policy", "--json", "--n", "2", "--prefix", "64")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    keys = {"fork_s", "recompute_s", "speedup", "prefill_tokens_fork",
+            "prefill_tokens_recompute", "backend"}
+    assert keys <= set(report) and report["backend"] == "hf"
+    # what the ledger counted: branches prefilled only their own tokens
+    assert report["prefill_tokens_recompute"] - report["prefill_tokens_fork"] == 2 * 64

@@ -60,3 +60,11 @@ def test_bad_input_is_one_line_and_nonzero(args: list[str], code: int, message: 
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("treegym: error: ") and message in lines[0]
     assert "Traceback" not in out.stderr
+
+
+def test_model_init_tiny_writes_hf_layout(tmp_path: Path) -> None:
+    pytest.importorskip("transformers", reason="model init needs the torch extra")
+    out = treegym("model", "init", "tiny", str(tmp_path / "tiny"))
+    assert out.returncode == 0, out.stderr
+    names = {p.name for p in (tmp_path / "tiny").iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= names

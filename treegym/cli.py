@@ -90,6 +90,36 @@ def bench_sandbox(
     _print_report(report, "sandbox fork", as_json)
 
 
+@bench_app.command("policy")
+def bench_policy(
+    n: int = typer.Option(8, min=1, help="Branches continued from the prefix."),
+    prefix: int = typer.Option(512, min=16, help="Tokens in the shared prefix."),
+    spec: str = typer.Option("tiny", "--policy", help="Policy SPEC, e.g. tiny or hf:PATH."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Continue N branches from a P-token prefix: fork+extend vs re-prefilling it."""
+    from .policy.bench import bench_policy as measure
+
+    _print_report(measure(n=n, prefix=prefix, spec=spec), "policy fork", as_json)
+
+
+model_app = typer.Typer(help="Build and inspect local models.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+
+
+@model_app.command("init")
+def model_init(
+    name: str = typer.Argument(..., help="Which model to build; only `tiny` for now."),
+    path: Path = typer.Argument(..., help="Directory to write (Hugging Face layout)."),
+) -> None:
+    """Build a small random-init model and tokenizer offline, in Hugging Face layout."""
+    from .policy import init_tiny
+
+    if name != "tiny":
+        raise typer.BadParameter(f"unknown model {name!r}; the one built offline is 'tiny'")
+    console.print(f"wrote {init_tiny(path)}")
+
+
 def main() -> None:
     """Entry point: turn every expected failure into one line on stderr."""
     try:

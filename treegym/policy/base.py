@@ -151,9 +151,7 @@ class BasePolicy:
             raise PolicyError(f"{what} has ids outside the vocabulary [0, {vocab}): {bad[:5]}")
         return ids
 
-    def _resolve(
-        self, params: SamplingParams | None, stop: Sequence[str] | None
-    ) -> SamplingParams:
+    def _resolve(self, params: SamplingParams | None, stop: Sequence[str] | None) -> SamplingParams:
         """The call's params with extra stop strings and the tokenizer's EOS ids merged in."""
         params = params or SamplingParams()
         return params.model_copy(

@@ -111,7 +111,7 @@ class HFPolicy(BasePolicy):
         width = max(lengths)
         pads = [width - n for n in lengths]
         mask = torch.tensor(
-            [[0] * p + [1] * n for p, n in zip(pads, lengths)], device=self.device
+            [[0] * p + [1] * n for p, n in zip(pads, lengths, strict=True)], device=self.device
         )
         if width == 0:
             return self._cache(None), mask, pads
@@ -120,7 +120,7 @@ class HFPolicy(BasePolicy):
         for layer, (k_ref, v_ref) in enumerate(ref):
             k = k_ref.new_zeros(len(ctxs), k_ref.shape[1], width, k_ref.shape[3])
             v = v_ref.new_zeros(len(ctxs), v_ref.shape[1], width, v_ref.shape[3])
-            for row, (ctx, pad) in enumerate(zip(ctxs, pads)):
+            for row, (ctx, pad) in enumerate(zip(ctxs, pads, strict=True)):
                 if ctx.state:
                     k[row, :, pad:] = ctx.state[layer][0][0]
                     v[row, :, pad:] = ctx.state[layer][1][0]
@@ -180,14 +180,18 @@ class HFPolicy(BasePolicy):
 
         for step in range(params.max_tokens):
             mask = torch.cat([mask, mask.new_ones(len(live), 1)], dim=1)
-            logits = self.model(
-                input_ids=tokens[:, None],
-                attention_mask=mask,
-                position_ids=positions[:, None],
-                past_key_values=cache,
-                cache_position=torch.tensor([width + step], device=self.device),
-                use_cache=True,
-            ).logits[:, -1].float()
+            logits = (
+                self.model(
+                    input_ids=tokens[:, None],
+                    attention_mask=mask,
+                    position_ids=positions[:, None],
+                    past_key_values=cache,
+                    cache_position=torch.tensor([width + step], device=self.device),
+                    use_cache=True,
+                )
+                .logits[:, -1]
+                .float()
+            )
             logp = F.log_softmax(logits, dim=-1)
             entropy = -(logp.exp() * logp).sum(-1)
             tokens = self._sample(logits, params, gen)
@@ -215,17 +219,17 @@ class HFPolicy(BasePolicy):
 
         self.ledger.add(generated=sum(len(ids) for ids in out_ids))
         return [
-            Generation(
-                ids=ids, logprobs=lp, entropies=h, finish_reason=r, text=self._decode(ids)
-            )
-            for ids, lp, h, r in zip(out_ids, out_lp, out_h, reasons)
+            Generation(ids=ids, logprobs=lp, entropies=h, finish_reason=r, text=self._decode(ids))
+            for ids, lp, h, r in zip(out_ids, out_lp, out_h, reasons, strict=True)
         ]
 
     def _finish(self, ctx: Context, cache: object, row: int, pad: int, new: list[int]) -> None:
         """Give `ctx` its row of the batch cache, unpadded: all its ids but the last."""
         ctx.state = tuple(
-            (layer.keys[row : row + 1, :, pad:].contiguous(),
-             layer.values[row : row + 1, :, pad:].contiguous())
+            (
+                layer.keys[row : row + 1, :, pad:].contiguous(),
+                layer.values[row : row + 1, :, pad:].contiguous(),
+            )
             for layer in cache.layers
         )
         ctx._ids.extend(new)

@@ -196,7 +196,7 @@ class OpenAIPolicy(BasePolicy):
         bodies = [self._body(c._ids, params, row) for row, c in enumerate(ctxs)]
         replies = self._run(self._generate_all(bodies))
         gens = []
-        for ctx, reply in zip(ctxs, replies):
+        for ctx, reply in zip(ctxs, replies, strict=True):
             choice = reply["choices"][0]
             ids, logprobs, entropies = self._parse(choice)
             usage = reply.get("usage") or {}

@@ -38,7 +38,9 @@ def make_policy(spec: str, **options: Any) -> Policy:
     try:
         body, spec_options = _split_options(spec)
     except ValueError:
-        raise PolicyError(f"policy spec {spec!r}: options after '?' must be key=value&...") from None
+        raise PolicyError(
+            f"policy spec {spec!r}: options after '?' must be key=value&..."
+        ) from None
     options = {**spec_options, **options}
     if body == "tiny":
         body = "hf:tiny"

@@ -36,23 +36,30 @@ CHAT_TEMPLATE = r"""
 {%- if tools %}
 {{- '<|im_start|>system\n' }}
 {%- if messages[0].role == 'system' %}{{- messages[0].content + '\n\n' }}{%- endif %}
-{{- '# Tools\n\nYou may call one or more functions. Their signatures are inside <tools></tools>:\n<tools>' }}
+{{- '# Tools\n\nYou may call one or more functions. ' }}
+{{- 'Their signatures are inside <tools></tools>:\n<tools>' }}
 {%- for tool in tools %}{{- '\n' + (tool | tojson) }}{%- endfor %}
-{{- '\n</tools>\n\nFor each call, write a JSON object with the name and arguments inside <tool_call></tool_call>:\n<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>\nEnd with <answer>...</answer>.<|im_end|>\n' }}
+{{- '\n</tools>\n\nFor each call, write a JSON object with the name and arguments ' }}
+{{- 'inside <tool_call></tool_call>:\n<tool_call>\n' }}
+{{- '{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>\n' }}
+{{- 'End with <answer>...</answer>.<|im_end|>\n' }}
 {%- elif messages[0].role == 'system' %}
 {{- '<|im_start|>system\n' + messages[0].content + '<|im_end|>\n' }}
 {%- endif %}
 {%- for message in messages %}
 {%- if message.role == 'system' and loop.first %}
 {%- elif message.role == 'tool' %}
-{%- if loop.first or messages[loop.index0 - 1].role != 'tool' %}{{- '<|im_start|>user' }}{%- endif %}
+{%- if loop.first or messages[loop.index0 - 1].role != 'tool' %}
+{{- '<|im_start|>user' }}
+{%- endif %}
 {{- '\n<tool_response>\n' + message.content + '\n</tool_response>' }}
 {%- if loop.last or messages[loop.index0 + 1].role != 'tool' %}{{- '<|im_end|>\n' }}{%- endif %}
 {%- else %}
 {{- '<|im_start|>' + message.role + '\n' + (message.content or '') }}
 {%- for call in message.tool_calls or [] %}
 {%- set fn = call.function if call.function is defined else call %}
-{{- '\n<tool_call>\n{"name": "' + fn.name + '", "arguments": ' + (fn.arguments if fn.arguments is string else (fn.arguments | tojson)) + '}\n</tool_call>' }}
+{%- set args = fn.arguments if fn.arguments is string else (fn.arguments | tojson) %}
+{{- '\n<tool_call>\n{"name": "' + fn.name + '", "arguments": ' + args + '}\n</tool_call>' }}
 {%- endfor %}
 {{- '<|im_end|>\n' }}
 {%- endif %}
@@ -142,7 +149,9 @@ def init_tiny(path: str | os.PathLike[str], *, seed: int = SEED) -> Path:
 
 def _fingerprint() -> str:
     """Changes whenever anything that shapes the checkpoint changes, so caches never go stale."""
-    recipe = repr((SEED, VOCAB_SIZE, SPECIAL_TOKENS, MODEL_SHAPE, INIT_RANGE, CHAT_TEMPLATE, _CORPUS))
+    recipe = repr(
+        (SEED, VOCAB_SIZE, SPECIAL_TOKENS, MODEL_SHAPE, INIT_RANGE, CHAT_TEMPLATE, _CORPUS)
+    )
     return hashlib.sha256(recipe.encode()).hexdigest()[:10]
 
 

@@ -126,7 +126,7 @@ class VLLMPolicy(BasePolicy):
             use_tqdm=False,
         )
         gens = []
-        for ctx, out in zip(ctxs, outputs):
+        for ctx, out in zip(ctxs, outputs, strict=True):
             done = out.outputs[0]
             ids = list(done.token_ids)
             steps = done.logprobs or []
@@ -136,7 +136,7 @@ class VLLMPolicy(BasePolicy):
             gens.append(
                 Generation(
                     ids=ids,
-                    logprobs=[step[t].logprob for step, t in zip(steps, ids)],
+                    logprobs=[step[t].logprob for step, t in zip(steps, ids, strict=True)],
                     entropies=[  # the sampled token is added when outside the top k
                         topk_entropy({k: v.logprob for k, v in s.items() if v.rank <= self.topk})
                         for s in steps
