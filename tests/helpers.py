@@ -14,6 +14,7 @@ class CounterEnv(AgentEnv):
     """Counts with tools; answering the count earns 1. Used to probe AgentEnv itself."""
 
     description = "Test env: add numbers, then answer the total."
+    executions = 0  # class-level on purpose: counts real tool runs across every fork
 
     def make_task(self, rng: np.random.Generator, options: dict[str, Any]) -> Task:
         target = int(rng.integers(1, 20))
@@ -33,6 +34,7 @@ class CounterEnv(AgentEnv):
         """
         if amount > 1000:
             raise ToolError("amount must be at most 1000")
+        CounterEnv.executions += 1
         self.total += amount
         self.log.append(amount)
         return f"total {self.total}"

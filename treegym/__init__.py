@@ -14,7 +14,18 @@ from .errors import (
     UnknownEnvError,
 )
 from .parsing import ParsedAction, parse_action
-from .records import Episode, Task, ToolCall, ToolResult, Turn, read_jsonl, write_jsonl
+from .records import (
+    Episode,
+    Node,
+    Task,
+    ToolCall,
+    ToolResult,
+    Trajectory,
+    Tree,
+    Turn,
+    read_jsonl,
+    write_jsonl,
+)
 from .registry import env_info, list_envs, load_plugins, make, register, spec
 from .tools import Tool, ToolError, ToolSet, tool
 
@@ -31,6 +42,7 @@ __all__ = [
     "Episode",
     "EpisodeError",
     "ForkError",
+    "Node",
     "ParsedAction",
     "RecordError",
     "Task",
@@ -40,6 +52,8 @@ __all__ = [
     "ToolResult",
     "ToolSet",
     "TreegymError",
+    "Trajectory",
+    "Tree",
     "Turn",
     "UnknownEnvError",
     "env_info",

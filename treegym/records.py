@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -93,6 +93,111 @@ class Episode(Record):
     @property
     def done(self) -> bool:
         return bool(self.turns) and (self.turns[-1].terminated or self.turns[-1].truncated)
+
+
+class Node(Record):
+    """One agent turn of a rollout tree, with everything needed to train on it.
+
+    `obs_ids` are the ids appended after the action: the close of the assistant turn,
+    the observation turn, and the next assistant header. A leaf has none. A node's
+    parent is None when it is the first turn after the prompt (the root is the prompt).
+    """
+
+    id: int
+    parent: int | None
+    depth: int = Field(ge=1)
+    branch: str = Field(description="How the node came to be: 'chain' or 'r{round}x{i}'.")
+    action_ids: list[int]
+    action_logprobs: list[float]
+    entropies: list[float] = Field(default_factory=list)
+    finish_reason: str = "stop"
+    obs_ids: list[int] = Field(default_factory=list)
+    action: str = ""
+    observation: str = ""
+    calls: list[ToolCall] = Field(default_factory=list)
+    results: list[ToolResult] = Field(default_factory=list)
+    reward: float = 0.0
+    terminated: bool = False
+    truncated: bool = False
+    error: str | None = Field(default=None, description="Why the branch failed, if it did.")
+    gen_seconds: float = 0.0
+    tool_seconds: float = 0.0
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.terminated or self.truncated or self.error is not None
+
+    @property
+    def reason(self) -> str:
+        if self.error is not None:
+            return "error"
+        return "terminated" if self.terminated else "truncated" if self.truncated else "open"
+
+
+class Trajectory(BaseModel):
+    """One leaf flattened: the ids a chain would have produced, and which ones were sampled."""
+
+    leaf: int
+    ids: list[int]
+    action_mask: list[bool] = Field(description="True where the policy sampled the token.")
+    logprobs: list[float] = Field(description="Behaviour log-probs; 0.0 off the action mask.")
+    reward: float
+    reason: str
+
+
+class Tree(Record):
+    """One task's rollout tree: the prompt is the root, nodes are turns, leaves end episodes.
+
+    A chain rollout is a tree with one leaf. `kept` lists the leaves chosen for training
+    (Tree-GRPO keeps k per tree); the learner reads only those paths.
+    """
+
+    env_id: str
+    env_kwargs: dict[str, Any] = Field(default_factory=dict, description="Options of make().")
+    task: Task
+    task_index: int
+    tree_index: int
+    seed: int
+    mode: Literal["tree", "chain"]
+    policy: str
+    tools: list[dict[str, Any]] = Field(default_factory=list)
+    prompt_ids: list[int]
+    nodes: list[Node] = Field(default_factory=list)
+    kept: list[int] = Field(default_factory=list)
+
+    @property
+    def leaves(self) -> list[int]:
+        return [n.id for n in self.nodes if n.is_leaf]
+
+    def path(self, node_id: int) -> list[Node]:
+        """The nodes from the first turn down to `node_id`."""
+        by_id = {n.id: n for n in self.nodes}
+        path = []
+        current: int | None = node_id
+        while current is not None:
+            node = by_id[current]
+            path.append(node)
+            current = node.parent
+        return path[::-1]
+
+    def reward(self, leaf: int) -> float:
+        """The return of a leaf's episode: the sum of its turns' rewards."""
+        return sum(node.reward for node in self.path(leaf))
+
+    def trajectory(self, leaf: int) -> Trajectory:
+        ids = list(self.prompt_ids)
+        mask = [False] * len(ids)
+        logprobs = [0.0] * len(ids)
+        for node in self.path(leaf):
+            ids += node.action_ids + node.obs_ids
+            mask += [True] * len(node.action_ids) + [False] * len(node.obs_ids)
+            logprobs += node.action_logprobs + [0.0] * len(node.obs_ids)
+        return Trajectory(leaf=leaf, ids=ids, action_mask=mask, logprobs=logprobs,
+                          reward=self.reward(leaf), reason=self.path(leaf)[-1].reason)
+
+    def trajectories(self) -> list[Trajectory]:
+        """The kept leaves as full trajectories, in `kept` order."""
+        return [self.trajectory(leaf) for leaf in self.kept]
 
 
 R = TypeVar("R", bound=BaseModel)

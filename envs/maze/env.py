@@ -50,7 +50,7 @@ class MazeEnv(AgentEnv):
             id=f"maze-{size}-{rng.integers(2**32):08x}",
             prompt=prompt,
             answer=maze.distance(maze.start),
-            setup={"maze": maze.model_dump()},
+            setup={"maze": maze.model_dump(mode="json")},
         )
 
     def setup(self, task: Task) -> None:

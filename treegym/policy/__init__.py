@@ -6,6 +6,7 @@ for loading real checkpoints.
 
 from .base import Context, Generation, Ledger, Policy, PolicyError, SamplingParams
 from .chat import ChatRenderer, load_tokenizer
+from .menu import MenuPolicy
 from .spec import make_policy
 from .tiny import init_tiny, tiny_path
 
@@ -14,6 +15,7 @@ __all__ = [
     "Context",
     "Generation",
     "Ledger",
+    "MenuPolicy",
     "Policy",
     "PolicyError",
     "SamplingParams",

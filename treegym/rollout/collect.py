@@ -1,0 +1,138 @@
+"""`collect`: roll out tasks with a sampler and a policy, streaming finished trees.
+
+Each finished tree is appended to the output file, flushed and fsynced before the next
+one starts counting, so Ctrl-C or a crash leaves a valid file of whole trees, and
+`resume=True` carries on from where the file ends.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+
+from ..errors import RecordError
+from ..policy import ChatRenderer, Policy, SamplingParams
+from ..records import Tree, read_jsonl
+from ..registry import make
+from .engine import Branch, Engine, TreeRun
+from .samplers import Sampler
+from .stats import RolloutStats
+
+
+class RolloutResult(BaseModel):
+    trees: list[Tree]
+    stats: RolloutStats
+
+
+def _append(path: Path, tree: Tree) -> None:
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(tree.model_dump_json() + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def finished_trees(path: Path) -> list[Tree]:
+    """The whole trees already in `path`; a torn last line (a crash mid-write) is cut off."""
+    if not path.exists():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        path.write_text("".join(lines[:-1]), encoding="utf-8")
+    try:
+        return list(read_jsonl(path, Tree))
+    except RecordError as exc:
+        raise RecordError(f"{exc}; cannot resume from it, write to a new --out file") from None
+
+
+def collect(
+    env_id: str,
+    policy: Policy,
+    sampler: Sampler,
+    tasks: int,
+    *,
+    seed: int = 0,
+    params: SamplingParams | None = None,
+    env_kwargs: dict[str, Any] | None = None,
+    out: str | Path | None = None,
+    resume: bool = False,
+    policy_name: str | None = None,
+    max_trees_in_flight: int = 32,
+    workers: int = 4,
+    on_tree: Any = None,
+) -> RolloutResult:
+    """Roll out `tasks` tasks (reset seeds `seed + i`) and return their trees and costs."""
+    params = params or SamplingParams()
+    env_kwargs = dict(env_kwargs or {})
+    out_path = Path(out) if out is not None else None
+    done_before = finished_trees(out_path) if out_path is not None and resume else []
+    if out_path is not None and not resume:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text("")
+    skip = {(t.task_index, t.tree_index) for t in done_before}
+    todo = deque(
+        (task, tree) for task in range(tasks) for tree in range(sampler.trees_per_task)
+        if (task, tree) not in skip
+    )
+    chat = ChatRenderer(policy.tokenizer)
+    name = policy_name or policy.backend
+    trees: list[Tree] = []
+    stats = RolloutStats()
+    ledger_before = policy.ledger.model_copy()
+    in_flight = 0
+
+    def tree_done(run: TreeRun) -> None:
+        nonlocal in_flight
+        in_flight -= 1
+        trees.append(run.record)
+        stats.add_tree(run.record)
+        if out_path is not None:
+            _append(out_path, run.record)
+        if on_tree is not None:
+            on_tree(run.record)
+
+    def next_trees() -> list[Branch]:
+        nonlocal in_flight
+        started = []
+        while todo and in_flight < max_trees_in_flight:
+            task_index, tree_index = todo.popleft()
+            env = make(env_id, **env_kwargs)
+            try:
+                obs, info = env.reset(seed=seed + task_index)
+                prompt_ids = chat.prompt_ids([{"role": "user", "content": obs}], info["tools"])
+                run = TreeRun(
+                    record=Tree(
+                        env_id=env_id, env_kwargs=env_kwargs, task=info["task"],
+                        task_index=task_index,
+                        tree_index=tree_index, seed=seed + task_index, mode=sampler.mode,
+                        policy=name, tools=info["tools"], prompt_ids=prompt_ids,
+                    ),
+                    sampler=sampler,
+                    rng=np.random.default_rng([seed, task_index, tree_index]),
+                )
+                started.append(engine.start_tree(run, env, prompt_ids))
+            except BaseException:
+                env.close()
+                raise
+            in_flight += 1
+        return started
+
+    engine = Engine(policy, params, workers=workers, on_tree_done=tree_done,
+                    next_trees=next_trees)
+    start = time.perf_counter()
+    try:
+        engine.run()
+    finally:
+        engine.close()
+        stats.wall_seconds = time.perf_counter() - start
+        stats.gen_seconds = engine.gen_seconds
+        stats.generated_tokens = policy.ledger.generated - ledger_before.generated
+        stats.prefilled_tokens = policy.ledger.prefilled - ledger_before.prefilled
+        stats.cached_tokens = policy.ledger.cached - ledger_before.cached
+    trees.sort(key=lambda t: (t.task_index, t.tree_index))
+    return RolloutResult(trees=trees, stats=stats)

@@ -1,0 +1,233 @@
+"""The rollout engine: grows many trees at once, one batched `generate` per step.
+
+Every branch is an (env, context) pair at the same point of the same episode. Tool calls
+run on a thread pool while the next batch generates, so model and tools overlap. At a
+node that may later be expanded the engine keeps a snapshot, a forked env and a forked
+context; an expansion forks the snapshot again, so nothing before the branch point is
+generated or executed twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..env import AgentEnv
+from ..policy import ChatRenderer, Context, Generation, Policy, SamplingParams
+from ..records import Node, Tree
+from .samplers import ROOT, ChainSampler, Sampler, TreeSampler
+
+
+@dataclass
+class Snapshot:
+    """A node's world and KV prefix, kept while the node may still be expanded."""
+
+    env: AgentEnv
+    ctx: Context
+
+
+@dataclass
+class TreeRun:
+    """One tree while it grows: its record, its snapshots and its branches in flight."""
+
+    record: Tree
+    sampler: Sampler
+    rng: np.random.Generator
+    snapshots: dict[int, Snapshot] = field(default_factory=dict)
+    active: int = 0
+    round: int = 0
+
+    @property
+    def expanding(self) -> bool:
+        """Whether nodes made now may be expansion points of a later round."""
+        return isinstance(self.sampler, TreeSampler) and self.round < self.sampler.l
+
+
+@dataclass
+class Branch:
+    run: TreeRun
+    env: AgentEnv
+    ctx: Context
+    parent: int | None
+    depth: int
+    tag: str
+
+
+@dataclass
+class _Stepped:
+    observation: str
+    reward: float
+    terminated: bool
+    truncated: bool
+    info: dict[str, Any]
+    seconds: float
+
+
+def _step(env: AgentEnv, text: str) -> _Stepped:
+    start = time.perf_counter()
+    obs, reward, terminated, truncated, info = env.step(text)
+    return _Stepped(obs, reward, terminated, truncated, info, time.perf_counter() - start)
+
+
+class Engine:
+    """Drives branches to their leaves; `on_tree_done` gets each finished tree."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        params: SamplingParams,
+        *,
+        workers: int = 4,
+        on_tree_done: Callable[[TreeRun], None],
+        next_trees: Callable[[], list[Branch]],
+    ) -> None:
+        self.policy = policy
+        self.chat = ChatRenderer(policy.tokenizer)
+        self.params = params
+        self.workers = workers
+        self.on_tree_done = on_tree_done
+        self.next_trees = next_trees
+        self.gen_seconds = 0.0
+        self._calls = 0
+        self._branches: dict[int, Branch] = {}
+        self._runs: dict[int, TreeRun] = {}
+
+    # -- starting trees ----------------------------------------------------------------
+
+    def start_tree(self, run: TreeRun, env: AgentEnv, prompt_ids: list[int]) -> Branch:
+        """The first branch of a tree, from a freshly reset env and its prompt."""
+        ctx = self.policy.start(prompt_ids)
+        self._runs[id(run)] = run
+        if run.expanding:
+            run.snapshots[ROOT] = Snapshot(env.fork(), self.policy.fork(ctx))
+        return self._track(Branch(run, env, ctx, parent=None, depth=1, tag="chain"))
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Run until `next_trees` has nothing more and every branch reached a leaf."""
+        ready = self.next_trees()
+        pending: dict[Future[_Stepped], tuple[Branch, Generation, float]] = {}
+        pool = ThreadPoolExecutor(self.workers, thread_name_prefix="treegym-tools")
+        try:
+            while ready or pending:
+                if ready:
+                    gens, seconds = self._generate(ready)
+                    for branch, gen in zip(ready, gens, strict=True):
+                        future = pool.submit(_step, branch.env, gen.text)
+                        pending[future] = (branch, gen, seconds)
+                    ready = []
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    branch, gen, seconds = pending.pop(future)
+                    ready += self._advance(branch, gen, seconds, future)
+                ready += self.next_trees()
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _generate(self, branches: list[Branch]) -> tuple[list[Generation], float]:
+        params = self.params
+        if params.seed is not None:  # a new seed per call, so steps don't repeat draws
+            params = params.model_copy(update={"seed": params.seed + 100_003 * self._calls})
+        self._calls += 1
+        start = time.perf_counter()
+        gens = self.policy.generate([b.ctx for b in branches], params)
+        seconds = time.perf_counter() - start
+        self.gen_seconds += seconds
+        return gens, seconds
+
+    def _advance(self, branch: Branch, gen: Generation, gen_seconds: float,
+                 future: Future[_Stepped]) -> list[Branch]:
+        """Record the turn; continue the branch, or end it and maybe grow its tree."""
+        run = branch.run
+        node = Node(
+            id=len(run.record.nodes), parent=branch.parent, depth=branch.depth,
+            branch=branch.tag, action_ids=gen.ids, action_logprobs=gen.logprobs,
+            entropies=gen.entropies, finish_reason=gen.finish_reason, action=gen.text,
+            gen_seconds=gen_seconds,
+        )
+        error = future.exception()
+        if error is not None:
+            node.error = f"{type(error).__name__}: {error}"
+        else:
+            stepped = future.result()
+            node.observation = stepped.observation
+            node.reward = stepped.reward
+            node.terminated = stepped.terminated
+            node.truncated = stepped.truncated
+            node.calls = stepped.info["calls"]
+            node.results = stepped.info["results"]
+            node.tool_seconds = stepped.seconds
+        run.record.nodes.append(node)
+        if not node.is_leaf:
+            node.obs_ids = self.chat.turn_ids(gen.ids, [node.observation])
+            self.policy.extend(branch.ctx, node.obs_ids)
+            if run.expanding:
+                run.snapshots[node.id] = Snapshot(branch.env.fork(), self.policy.fork(branch.ctx))
+            return [Branch(run, branch.env, branch.ctx, node.id, branch.depth + 1, branch.tag)]
+        self._drop(branch)
+        run.active -= 1
+        return self._grow(run) if run.active == 0 else []
+
+    def _grow(self, run: TreeRun) -> list[Branch]:
+        """Start the next expansion round, or finish the tree."""
+        sampler = run.sampler
+        if not run.expanding:
+            self._finish(run)
+            return []
+        assert isinstance(sampler, TreeSampler)
+        points = sampler.expansion_points(run.record.nodes, run.rng)
+        run.round += 1
+        branches = []
+        for i, point in enumerate(points):
+            snap = run.snapshots[point]
+            parent = None if point == ROOT else point
+            depth = 1 if point == ROOT else run.record.nodes[point].depth + 1
+            branches.append(self._track(Branch(
+                run, snap.env.fork(), self.policy.fork(snap.ctx), parent, depth,
+                f"r{run.round}x{i}",
+            )))
+        if not run.expanding:  # that was the last round: no node needs its world any more
+            self._release_snapshots(run)
+        return branches
+
+    def _finish(self, run: TreeRun) -> None:
+        self._release_snapshots(run)
+        leaves = run.record.leaves
+        if isinstance(run.sampler, ChainSampler):
+            run.record.kept = leaves
+        else:
+            run.record.kept = run.sampler.keep(leaves, run.rng)
+        self._runs.pop(id(run), None)
+        self.on_tree_done(run)
+
+    # -- bookkeeping and cleanup -------------------------------------------------------
+
+    def _track(self, branch: Branch) -> Branch:
+        branch.run.active += 1
+        self._branches[id(branch.env)] = branch
+        return branch
+
+    def _drop(self, branch: Branch) -> None:
+        self._branches.pop(id(branch.env), None)
+        branch.env.close()
+        self.policy.release(branch.ctx)
+
+    def _release_snapshots(self, run: TreeRun) -> None:
+        for snap in run.snapshots.values():
+            snap.env.close()
+            self.policy.release(snap.ctx)
+        run.snapshots.clear()
+
+    def close(self) -> None:
+        """Free every live branch and snapshot: after Ctrl-C nothing may stay running."""
+        for branch in list(self._branches.values()):
+            self._drop(branch)
+        for run in list(self._runs.values()):
+            self._release_snapshots(run)
+        self._runs.clear()
