@@ -62,6 +62,93 @@ def demo(
     print(result.model_dump_json())
 
 
+def _parse_options(pairs: list[str]) -> dict[str, object]:
+    """`--env-opt size=6 --env-opt shaped=true` as a dict; values parse as JSON if they can."""
+    options: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{pair!r} is not KEY=VALUE")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+@app.command()
+def rollout(
+    env_id: str = typer.Argument(..., help="Registered env id, e.g. treegym/Maze-v0."),
+    policy: str = typer.Option("tiny", help="Policy SPEC: tiny, hf:PATH, vllm:PATH, "
+                               "openai:URL#MODEL."),
+    mode: str = typer.Option("tree", help="tree (Tree-GRPO) or chain (GRPO baseline)."),
+    m: int = typer.Option(2, min=1, help="Trees per task (tree mode)."),
+    n: int = typer.Option(2, min=1, help="Expansions per round; chains per task in chain mode."),
+    rounds: int = typer.Option(1, "--l", min=0, help="Expansion rounds (tree mode)."),
+    k: int = typer.Option(3, min=1, help="Leaves kept per tree (tree mode)."),
+    branch: str = typer.Option("random", help="Expansion points: random or entropy."),
+    tasks: int = typer.Option(4, min=1, help="Tasks to roll out."),
+    seed: int = typer.Option(0, help="Tasks use reset seeds seed..seed+tasks-1."),
+    max_tokens: int = typer.Option(64, min=1, help="Tokens per turn."),
+    temperature: float = typer.Option(1.0, min=0.0),
+    env_opt: list[str] = typer.Option([], help="Env option KEY=VALUE (repeatable)."),
+    out: Path = typer.Option(Path("runs/rollout.jsonl"), help="Trees are streamed here."),
+    resume: bool = typer.Option(False, help="Carry on where OUT ends."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Collect tree (or chain) rollouts, streaming each finished tree to JSONL."""
+    from rich.progress import Progress
+
+    from .policy import SamplingParams, make_policy
+    from .registry import spec as env_spec
+    from .rollout import ChainSampler, TreeSampler, collect
+
+    env_spec(env_id)
+    if mode not in ("tree", "chain"):
+        raise typer.BadParameter(f"--mode must be tree or chain, not {mode!r}")
+    sampler = (TreeSampler(m=m, n=n, l=rounds, k=k, branch=branch) if mode == "tree"
+               else ChainSampler(n=n))
+    total = tasks * sampler.trees_per_task
+    model = make_policy(policy)
+    try:
+        with Progress(console=console, transient=True, disable=as_json) as bar:
+            job = bar.add_task(f"{mode} rollouts", total=total)
+            result = collect(
+                env_id, model, sampler, tasks, seed=seed, out=out, resume=resume,
+                params=SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=seed),
+                env_kwargs=_parse_options(env_opt), policy_name=policy,
+                on_tree=lambda _: bar.advance(job),
+            )
+    finally:
+        model.close()
+    if not as_json:
+        table = Table("figure", f"{mode} run", "chain-equivalent", title=f"{env_id} → {out}")
+        for row in result.stats.rows():
+            table.add_row(*row)
+        console.print(table)
+    print(result.stats.model_dump_json())
+
+
+@app.command()
+def export(
+    file: Path = typer.Argument(..., help="Trees written by `treegym rollout`."),
+    format: str = typer.Option("chat", help="Only `chat`: one trajectory per kept leaf."),
+    out: Path = typer.Option(None, help="Write here instead of standard output."),
+) -> None:
+    """Export kept leaves as flat chat-message trajectories with rewards (JSONL)."""
+    from .records import Tree, read_jsonl
+    from .rollout.export import chat_records
+
+    if format != "chat":
+        raise typer.BadParameter(f"unknown format {format!r}; the one supported is 'chat'")
+    lines = (json.dumps(rec) for tree in read_jsonl(file, Tree) for rec in chat_records(tree))
+    if out is None:
+        for line in lines:
+            print(line)
+        return
+    out.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+
+
 bench_app = typer.Typer(help="Measure speed and memory; print the figures.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 
@@ -103,6 +190,27 @@ def bench_policy(
     _print_report(measure(n=n, prefix=prefix, spec=spec), "policy fork", as_json)
 
 
+@bench_app.command("rollout")
+def bench_rollout(
+    env: str = typer.Option("treegym/Maze-v0", "--env", help="Env id to roll out."),
+    policy: str = typer.Option("tiny", help="Policy SPEC."),
+    m: int = typer.Option(2, min=1), n: int = typer.Option(2, min=1),
+    rounds: int = typer.Option(1, "--l", min=0),
+    tasks: int = typer.Option(4, min=1),
+    max_tokens: int = typer.Option(32, min=1),
+    env_opt: list[str] = typer.Option([], help="Env option KEY=VALUE (repeatable)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Chain vs tree on the same tasks and policy, at an equal number of leaves per task."""
+    from .registry import spec as env_spec
+    from .rollout.bench import bench_rollout as measure
+
+    env_spec(env)
+    report = measure(env, spec=policy, m=m, n=n, l=rounds, tasks=tasks, max_tokens=max_tokens,
+                     env_kwargs=_parse_options(env_opt))
+    _print_report(report, "chain vs tree rollout", as_json)
+
+
 model_app = typer.Typer(help="Build and inspect local models.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 
@@ -134,4 +242,6 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt):
         print("treegym: interrupted", file=sys.stderr)
         sys.exit(130)
+    if code == 130:  # typer turns Ctrl-C inside a command into exit code 130
+        print("treegym: interrupted", file=sys.stderr)
     sys.exit(code if isinstance(code, int) else 0)

@@ -13,10 +13,10 @@ from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
-from treegym.sandboxes import SandboxError
 
 from treegym.records import Task
 from treegym.sandbox_env import SandboxConfig, SandboxEnv, describe
+from treegym.sandboxes import SandboxError
 from treegym.tools import ToolError, tool
 
 from .repos import TESTS, make_repo

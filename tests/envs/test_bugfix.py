@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 from helpers import call
-from treegym.envs.bugfix.env import RUNNER_SOURCE
-from treegym.envs.bugfix.repos import POOL, module_text, suite_text
 
 import treegym
+from treegym.envs.bugfix.env import RUNNER_SOURCE
+from treegym.envs.bugfix.repos import POOL, module_text, suite_text
 
 
 def _run_suite(tmp: Path, module: str) -> dict[str, list[str]]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 from helpers import call
-from treegym.envs.maze import generate_maze
 
 import treegym
+from treegym.envs.maze import generate_maze
 
 
 def walk(env: treegym.AgentEnv, moves: list[str]) -> list[tuple[str, float, bool, bool]]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from helpers import call
-from treegym.envs.pycalc.tasks import GENERATORS, normalise
 
 import treegym
+from treegym.envs.pycalc.tasks import GENERATORS, normalise
 
 
 @pytest.mark.parametrize("kind", list(GENERATORS))

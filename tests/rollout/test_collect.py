@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 from helpers import CounterEnv, call
-from treegym.sandboxes.local import worker_processes
 
 import treegym
 from treegym import Tree, read_jsonl
 from treegym.policy import MenuPolicy, SamplingParams, load_tokenizer, make_policy, tiny_path
 from treegym.rollout import ROOT, ChainSampler, TreeSampler, collect
+from treegym.sandboxes.local import worker_processes
 
 pytest.importorskip("transformers", reason="rollouts need the torch extra for the tokenizer")
 

@@ -8,6 +8,7 @@ import tempfile
 from collections.abc import Iterator
 
 import pytest
+
 from treegym.sandboxes import SandboxError
 from treegym.sandboxes.local import LocalSandbox, worker_processes
 

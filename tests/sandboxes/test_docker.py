@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
 from treegym.sandboxes import (
     LimitExceeded,
     SandboxDead,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from treegym.sandboxes import LimitExceeded, SandboxDead, SandboxError, open_sandbox
 from treegym.sandboxes.local import LocalSandbox
 

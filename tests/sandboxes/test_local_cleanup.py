@@ -11,6 +11,7 @@ import time
 from types import FrameType
 
 import pytest
+
 from treegym.sandboxes import SandboxDead
 from treegym.sandboxes.local import LocalSandbox, worker_processes
 

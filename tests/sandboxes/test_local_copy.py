@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from treegym.sandboxes.local import LocalSandbox
 
 pytestmark = pytest.mark.usefixtures("local_leak_check")

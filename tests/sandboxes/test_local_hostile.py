@@ -7,6 +7,7 @@ import socket
 import time
 
 import pytest
+
 from treegym.sandboxes import SandboxDead
 from treegym.sandboxes.local import LocalSandbox
 

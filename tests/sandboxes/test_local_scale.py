@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+
 from treegym.sandboxes.local import LocalSandbox, worker_processes
 
 pytestmark = pytest.mark.usefixtures("local_leak_check")

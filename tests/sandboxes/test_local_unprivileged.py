@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 import treegym.sandboxes
 
 pytestmark = pytest.mark.usefixtures("local_leak_check")
