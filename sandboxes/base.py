@@ -13,8 +13,10 @@ from types import TracebackType
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..errors import TreegymError
 
-class SandboxError(RuntimeError):
+
+class SandboxError(TreegymError, RuntimeError):
     """A sandbox could not do what was asked; the message names the cause and the way out."""
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from .errors import TreegymError
 from .records import ToolCall, ToolResult
 
 logger = logging.getLogger(__name__)
@@ -217,6 +218,8 @@ class ToolSet:
             value = tool_.fn(owner, **kwargs) if tool_.is_method else tool_.fn(**kwargs)
         except ToolError as exc:
             return failed(f"{call.name} failed: {exc}")
+        except TreegymError as exc:  # e.g. a sandbox that died: expected, no traceback
+            return failed(f"{call.name} failed: {type(exc).__name__}: {exc}")
         except Exception as exc:  # noqa: BLE001 - a tool bug must not end the rollout
             logger.exception("tool %s raised", call.name)
             return failed(f"{call.name} failed: {type(exc).__name__}: {exc}")

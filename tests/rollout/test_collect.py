@@ -167,3 +167,15 @@ def test_trees_round_trip_and_flatten(tokenizer: object, tmp_path: Path) -> None
         assert len(traj.ids) == len(traj.action_mask) == len(traj.logprobs)
         sampled = [i for i, m in zip(traj.ids, traj.action_mask, strict=True) if m]
         assert sampled == [i for n in path for i in n.action_ids]
+
+
+def test_a_crashing_branch_is_recorded_and_the_rest_go_on(tokenizer: object) -> None:
+    killer = call("python", code="import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
+    policy = MenuPolicy(tokenizer, [killer, call("python", code="print(6 * 7)")])
+    result = collect("treegym/PyCalc-v0", policy, TreeSampler(m=2, n=2, l=1), tasks=2,
+                     params=SamplingParams(seed=4), env_kwargs={"max_turns": 3})
+    assert len(result.trees) == 4 and all(len(t.leaves) == 3 for t in result.trees)
+    results = [r for t in result.trees for n in t.nodes for r in n.results]
+    crashed = [r for r in results if not r.ok]
+    assert crashed and all("python failed" in r.error for r in crashed)
+    assert any(r.ok and r.output == "42" for r in results)

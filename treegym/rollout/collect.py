@@ -62,11 +62,16 @@ def collect(
     out: str | Path | None = None,
     resume: bool = False,
     policy_name: str | None = None,
-    max_trees_in_flight: int = 32,
+    max_branches: int = 32,
     workers: int = 4,
     on_tree: Any = None,
 ) -> RolloutResult:
-    """Roll out `tasks` tasks (reset seeds `seed + i`) and return their trees and costs."""
+    """Roll out `tasks` tasks (reset seeds `seed + i`) and return their trees and costs.
+
+    New trees start while fewer than `max_branches` branches are live, which bounds memory
+    (each branch holds a KV prefix and a world) and keeps generate batches about as full
+    in tree mode as in chain mode.
+    """
     params = params or SamplingParams()
     env_kwargs = dict(env_kwargs or {})
     out_path = Path(out) if out is not None else None
@@ -84,11 +89,8 @@ def collect(
     trees: list[Tree] = []
     stats = RolloutStats()
     ledger_before = policy.ledger.model_copy()
-    in_flight = 0
 
     def tree_done(run: TreeRun) -> None:
-        nonlocal in_flight
-        in_flight -= 1
         trees.append(run.record)
         stats.add_tree(run.record)
         if out_path is not None:
@@ -97,9 +99,8 @@ def collect(
             on_tree(run.record)
 
     def next_trees() -> list[Branch]:
-        nonlocal in_flight
         started = []
-        while todo and in_flight < max_trees_in_flight:
+        while todo and engine.live_branches < max_branches:
             task_index, tree_index = todo.popleft()
             env = make(env_id, **env_kwargs)
             try:
@@ -119,7 +120,6 @@ def collect(
             except BaseException:
                 env.close()
                 raise
-            in_flight += 1
         return started
 
     engine = Engine(policy, params, workers=workers, on_tree_done=tree_done,

@@ -9,6 +9,7 @@ generated or executed twice.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -18,9 +19,12 @@ from typing import Any
 import numpy as np
 
 from ..env import AgentEnv
+from ..errors import TreegymError
 from ..policy import ChatRenderer, Context, Generation, Policy, SamplingParams
 from ..records import Node, Tree
 from .samplers import ROOT, ChainSampler, Sampler, TreeSampler
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -97,6 +101,10 @@ class Engine:
         self._branches: dict[int, Branch] = {}
         self._runs: dict[int, TreeRun] = {}
 
+    @property
+    def live_branches(self) -> int:
+        return len(self._branches)
+
     # -- starting trees ----------------------------------------------------------------
 
     def start_tree(self, run: TreeRun, env: AgentEnv, prompt_ids: list[int]) -> Branch:
@@ -164,11 +172,16 @@ class Engine:
             node.results = stepped.info["results"]
             node.tool_seconds = stepped.seconds
         run.record.nodes.append(node)
+        if not node.is_leaf and run.expanding:
+            try:
+                world = branch.env.fork()
+            except TreegymError as exc:  # a world that can't be copied ends its branch here
+                node.error = f"cannot fork the world here: {exc}"
+            else:
+                run.snapshots[node.id] = Snapshot(world, self.policy.fork(branch.ctx))
         if not node.is_leaf:
             node.obs_ids = self.chat.turn_ids(gen.ids, [node.observation])
             self.policy.extend(branch.ctx, node.obs_ids)
-            if run.expanding:
-                run.snapshots[node.id] = Snapshot(branch.env.fork(), self.policy.fork(branch.ctx))
             return [Branch(run, branch.env, branch.ctx, node.id, branch.depth + 1, branch.tag)]
         self._drop(branch)
         run.active -= 1
@@ -186,15 +199,20 @@ class Engine:
         branches = []
         for i, point in enumerate(points):
             snap = run.snapshots[point]
+            try:
+                world = snap.env.fork()
+            except TreegymError as exc:  # its world died since: this expansion is lost
+                logger.warning("tree %s/%s: no expansion from node %s: %s",
+                               run.record.task_index, run.record.tree_index, point, exc)
+                continue
             parent = None if point == ROOT else point
             depth = 1 if point == ROOT else run.record.nodes[point].depth + 1
             branches.append(self._track(Branch(
-                run, snap.env.fork(), self.policy.fork(snap.ctx), parent, depth,
-                f"r{run.round}x{i}",
+                run, world, self.policy.fork(snap.ctx), parent, depth, f"r{run.round}x{i}",
             )))
         if not run.expanding:  # that was the last round: no node needs its world any more
             self._release_snapshots(run)
-        return branches
+        return branches or self._grow(run)
 
     def _finish(self, run: TreeRun) -> None:
         self._release_snapshots(run)
