@@ -173,6 +173,30 @@ class BasePolicy:
         """Free the backend. Safe to call more than once."""
 
 
+class ServerCachedPolicy(BasePolicy):
+    """Backends whose KV lives in an engine's prefix cache: a context is just its ids.
+
+    `extend` and `fork` cost nothing here; the engine prefills new ids on the next
+    `generate` and finds shared prefixes by hashing, so its cached-token counts feed the
+    ledger.
+    """
+
+    def start(self, prompt_ids: Sequence[int]) -> Context:
+        ids = self._check_ids(prompt_ids, "prompt_ids")
+        if not ids:
+            raise PolicyError("start() needs at least one prompt id")
+        return Context(ids)
+
+    def extend(self, ctx: Context, ids: Sequence[int]) -> None:
+        """Append ids; the engine prefills them on the next `generate`."""
+        self._live(ctx)
+        ctx._ids.extend(self._check_ids(ids, "extend ids"))
+
+    def fork(self, ctx: Context) -> Context:
+        """A copy of the ids; the KV is shared by the engine's prefix cache."""
+        return Context(self._live(ctx)._ids)
+
+
 def _eos_ids(tokenizer: Any) -> list[int]:
     """End-of-turn ids: the tokenizer's EOS plus `<|im_end|>`/`<|endoftext|>` when present."""
     ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []

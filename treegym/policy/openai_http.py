@@ -27,7 +27,14 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from .base import BasePolicy, Context, Generation, PolicyError, SamplingParams, topk_entropy
+from .base import (
+    Context,
+    Generation,
+    PolicyError,
+    SamplingParams,
+    ServerCachedPolicy,
+    topk_entropy,
+)
 from .chat import load_tokenizer
 
 
@@ -50,7 +57,7 @@ def _base_url(url: str) -> str:
     return url if url.endswith("/v1") else url + "/v1"
 
 
-class OpenAIPolicy(BasePolicy):
+class OpenAIPolicy(ServerCachedPolicy):
     backend = "openai"
 
     def __init__(self, url: str, model: str, **options: Any) -> None:
@@ -124,21 +131,6 @@ class OpenAIPolicy(BasePolicy):
             raise PolicyError(f"{self.url} does not serve {self.model!r}; it serves {served}")
 
     # -- the protocol ----------------------------------------------------------------
-
-    def start(self, prompt_ids: Sequence[int]) -> Context:
-        ids = self._check_ids(prompt_ids, "prompt_ids")
-        if not ids:
-            raise PolicyError("start() needs at least one prompt id")
-        return Context(ids)
-
-    def extend(self, ctx: Context, ids: Sequence[int]) -> None:
-        """Append ids; the server prefills them on the next `generate`."""
-        self._live(ctx)
-        ctx._ids.extend(self._check_ids(ids, "extend ids"))
-
-    def fork(self, ctx: Context) -> Context:
-        """A copy of the ids; the KV is shared by the server's prefix cache."""
-        return Context(self._live(ctx)._ids)
 
     def _body(self, ids: list[int], params: SamplingParams, row: int) -> dict:
         return {

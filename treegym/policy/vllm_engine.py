@@ -22,7 +22,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .base import BasePolicy, Context, Generation, PolicyError, SamplingParams, topk_entropy
+from .base import (
+    Context,
+    Generation,
+    PolicyError,
+    SamplingParams,
+    ServerCachedPolicy,
+    topk_entropy,
+)
 from .chat import load_tokenizer
 
 
@@ -48,7 +55,7 @@ class VLLMOptions(BaseModel):
 _VLLM_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "auto": "auto"}
 
 
-class VLLMPolicy(BasePolicy):
+class VLLMPolicy(ServerCachedPolicy):
     backend = "vllm"
 
     def __init__(self, path: str | Path, **options: object) -> None:
@@ -75,21 +82,6 @@ class VLLMPolicy(BasePolicy):
             **({"block_size": opts.block_size} if opts.block_size else {}),
         )
         self.block_size = self.llm.llm_engine.vllm_config.cache_config.block_size
-
-    def start(self, prompt_ids: Sequence[int]) -> Context:
-        ids = self._check_ids(prompt_ids, "prompt_ids")
-        if not ids:
-            raise PolicyError("start() needs at least one prompt id")
-        return Context(ids)
-
-    def extend(self, ctx: Context, ids: Sequence[int]) -> None:
-        """Append ids; the engine prefills them on the next `generate`."""
-        self._live(ctx)
-        ctx._ids.extend(self._check_ids(ids, "extend ids"))
-
-    def fork(self, ctx: Context) -> Context:
-        """A copy of the ids; the KV is shared by the engine's prefix cache."""
-        return Context(self._live(ctx)._ids)
 
     def _params(self, params: SamplingParams, row: int):
         from vllm import SamplingParams as VP
