@@ -179,3 +179,14 @@ def test_a_crashing_branch_is_recorded_and_the_rest_go_on(tokenizer: object) -> 
     crashed = [r for r in results if not r.ok]
     assert crashed and all("python failed" in r.error for r in crashed)
     assert any(r.ok and r.output == "42" for r in results)
+
+
+def test_trees_do_not_depend_on_batching(tiny: object) -> None:
+    """The same seed gives the same trees whether all tasks share batches or not."""
+    sampler = TreeSampler(m=2, n=2, l=1)
+    params = SamplingParams(max_tokens=8, seed=11)
+    runs = [collect("treegym/Maze-v0", tiny, sampler, tasks=2, params=params,
+                    env_kwargs={"max_turns": 3}, max_branches=cap).trees for cap in (32, 1)]
+    together, apart = ([(t.task_index, t.tree_index, [(n.parent, n.action_ids) for n in t.nodes])
+                        for t in trees] for trees in runs)
+    assert together == apart

@@ -118,6 +118,7 @@ class Policy(Protocol):
         ctxs: Sequence[Context],
         params: SamplingParams | None = None,
         stop: Sequence[str] | None = None,
+        seeds: Sequence[int] | None = None,
     ) -> list[Generation]: ...
 
     def release(self, ctx: Context) -> None: ...
@@ -160,6 +161,16 @@ class BasePolicy:
                 "stop_token_ids": list(dict.fromkeys([*params.stop_token_ids, *self.eos_ids])),
             }
         )
+
+    @staticmethod
+    def _seeds(params: SamplingParams, n: int, seeds: Sequence[int] | None) -> list[int | None]:
+        """One seed per context. Explicit `seeds` make each context's draws independent of
+        which others share its batch; otherwise context i gets `params.seed + i`."""
+        if seeds is not None:
+            if len(seeds) != n:
+                raise PolicyError(f"generate() got {len(seeds)} seeds for {n} contexts")
+            return [int(s) for s in seeds]
+        return [None if params.seed is None else params.seed + i for i in range(n)]
 
     def _decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True)

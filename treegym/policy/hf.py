@@ -128,7 +128,7 @@ class HFPolicy(BasePolicy):
         return self._cache(tuple(layers)), mask, pads
 
     def _sample(
-        self, logits: torch.Tensor, params: SamplingParams, gen: torch.Generator | None
+        self, logits: torch.Tensor, params: SamplingParams, gens: list[torch.Generator | None]
     ) -> torch.Tensor:
         if params.temperature == 0:
             return logits.argmax(-1)
@@ -138,7 +138,9 @@ class HFPolicy(BasePolicy):
             outside = sorted_p.cumsum(-1) - sorted_p > params.top_p  # keeps the top token
             sorted_p = sorted_p.masked_fill(outside, 0.0)
             probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
-        return torch.multinomial(probs, 1, generator=gen).squeeze(-1)
+        # a generator per row: a context's draws must not depend on its batch neighbours
+        return torch.cat([torch.multinomial(probs[row], 1, generator=gen)
+                          for row, gen in enumerate(gens)])
 
     def _stopped(self, ids: list[int], params: SamplingParams, window: int) -> bool:
         if ids[-1] in params.stop_token_ids:
@@ -154,6 +156,7 @@ class HFPolicy(BasePolicy):
         ctxs: Sequence[Context],
         params: SamplingParams | None = None,
         stop: Sequence[str] | None = None,
+        seeds: Sequence[int] | None = None,
     ) -> list[Generation]:
         """Decode all `ctxs` together; each gets its new ids appended and its KV grown."""
         for ctx in ctxs:
@@ -164,9 +167,10 @@ class HFPolicy(BasePolicy):
             return []
         params = self._resolve(params, stop)
         window = 4 * max((len(s) for s in params.stop), default=0) + 4  # >= 1 byte a token
-        gen = None
-        if params.seed is not None:
-            gen = torch.Generator(device=self.device).manual_seed(params.seed)
+        gens = [
+            None if seed is None else torch.Generator(device=self.device).manual_seed(seed)
+            for seed in self._seeds(params, len(ctxs), seeds)
+        ]
 
         cache, mask, pads = self._stack(ctxs)
         width = mask.shape[1]
@@ -194,7 +198,7 @@ class HFPolicy(BasePolicy):
             )
             logp = F.log_softmax(logits, dim=-1)
             entropy = -(logp.exp() * logp).sum(-1)
-            tokens = self._sample(logits, params, gen)
+            tokens = self._sample(logits, params, gens)
             chosen = logp.gather(-1, tokens[:, None]).squeeze(-1)
 
             keep = []
@@ -214,6 +218,7 @@ class HFPolicy(BasePolicy):
                 index = torch.tensor(keep, device=self.device)
                 cache.batch_select_indices(index)
                 mask, tokens, positions = mask[index], tokens[index], positions[index]
+                gens = [gens[r] for r in keep]
                 live = [live[r] for r in keep]
             positions = positions + 1
 

@@ -49,12 +49,13 @@ class MenuPolicy(BasePolicy):
         ctxs: Sequence[Context],
         params: SamplingParams | None = None,
         stop: Sequence[str] | None = None,
+        seeds: Sequence[int] | None = None,
     ) -> list[Generation]:
         params = self._resolve(params, stop)
-        rng = np.random.default_rng(params.seed) if params.seed is not None else self._rng
         choice_logprob = -math.log(len(self.menu))
         out = []
-        for ctx in ctxs:
+        for ctx, seed in zip(ctxs, self._seeds(params, len(ctxs), seeds), strict=True):
+            rng = self._rng if seed is None else np.random.default_rng(seed)
             pick = int(rng.integers(len(self.menu)))
             ids = self.menu[pick][: params.max_tokens]
             self._live(ctx)._ids.extend(ids)

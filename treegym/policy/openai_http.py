@@ -132,7 +132,7 @@ class OpenAIPolicy(ServerCachedPolicy):
 
     # -- the protocol ----------------------------------------------------------------
 
-    def _body(self, ids: list[int], params: SamplingParams, row: int) -> dict:
+    def _body(self, ids: list[int], params: SamplingParams, seed: int | None) -> dict:
         return {
             "model": self.model,
             "prompt": ids,
@@ -142,7 +142,7 @@ class OpenAIPolicy(ServerCachedPolicy):
             "stop": params.stop,
             "stop_token_ids": params.stop_token_ids,
             "ignore_eos": True,  # EOS ids are already among stop_token_ids
-            "seed": None if params.seed is None else params.seed + row,
+            "seed": seed,
             "logprobs": self.opts.topk,
             "return_token_ids": True,
             "return_tokens_as_token_ids": True,
@@ -180,12 +180,14 @@ class OpenAIPolicy(ServerCachedPolicy):
         ctxs: Sequence[Context],
         params: SamplingParams | None = None,
         stop: Sequence[str] | None = None,
+        seeds: Sequence[int] | None = None,
     ) -> list[Generation]:
         """One request per context, all in flight together."""
         for ctx in ctxs:
             self._live(ctx)
         params = self._resolve(params, stop)
-        bodies = [self._body(c._ids, params, row) for row, c in enumerate(ctxs)]
+        bodies = [self._body(c._ids, params, seed)
+                  for c, seed in zip(ctxs, self._seeds(params, len(ctxs), seeds), strict=True)]
         replies = self._run(self._generate_all(bodies))
         gens = []
         for ctx, reply in zip(ctxs, replies, strict=True):

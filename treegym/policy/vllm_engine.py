@@ -83,7 +83,7 @@ class VLLMPolicy(ServerCachedPolicy):
         )
         self.block_size = self.llm.llm_engine.vllm_config.cache_config.block_size
 
-    def _params(self, params: SamplingParams, row: int):
+    def _params(self, params: SamplingParams, seed: int | None):
         from vllm import SamplingParams as VP
 
         return VP(
@@ -93,7 +93,7 @@ class VLLMPolicy(ServerCachedPolicy):
             stop=params.stop or None,
             stop_token_ids=params.stop_token_ids,
             # one seed per context, or every branch of a fork would draw the same tokens
-            seed=None if params.seed is None else params.seed + row,
+            seed=seed,
             logprobs=self.topk,
             ignore_eos=True,  # EOS ids are already among stop_token_ids, by choice
         )
@@ -103,6 +103,7 @@ class VLLMPolicy(ServerCachedPolicy):
         ctxs: Sequence[Context],
         params: SamplingParams | None = None,
         stop: Sequence[str] | None = None,
+        seeds: Sequence[int] | None = None,
     ) -> list[Generation]:
         """All contexts go to the engine in one call, which batches them itself."""
         from vllm.inputs import TokensPrompt
@@ -114,7 +115,7 @@ class VLLMPolicy(ServerCachedPolicy):
         params = self._resolve(params, stop)
         outputs = self.llm.generate(
             [TokensPrompt(prompt_token_ids=c._ids) for c in ctxs],
-            [self._params(params, row) for row in range(len(ctxs))],
+            [self._params(params, seed) for seed in self._seeds(params, len(ctxs), seeds)],
             use_tqdm=False,
         )
         gens = []

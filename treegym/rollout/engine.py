@@ -22,7 +22,7 @@ from ..env import AgentEnv
 from ..errors import TreegymError
 from ..policy import ChatRenderer, Context, Generation, Policy, SamplingParams
 from ..records import Node, Tree
-from .samplers import ROOT, ChainSampler, Sampler, TreeSampler
+from .samplers import ROOT, ChainSampler, Sampler, TreeSampler, canonical_key
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,18 @@ class Branch:
     ctx: Context
     parent: int | None
     depth: int
-    tag: str
+    origin: tuple[int, int] = (0, 0)  # (round, expansion index); the first chain is (0, 0)
+
+    @property
+    def tag(self) -> str:
+        return "chain" if self.origin == (0, 0) else f"r{self.origin[0]}x{self.origin[1]}"
+
+    def seed(self, base: int) -> int:
+        """This turn's sampling seed, from the branch's place in its tree alone, so the
+        same tree comes out whatever else shares the batch (threads, Ray workers)."""
+        record = self.run.record
+        key = [base, record.seed, record.task_index, record.tree_index, *self.origin, self.depth]
+        return int(np.random.SeedSequence(key).generate_state(1)[0])
 
 
 @dataclass
@@ -97,7 +108,6 @@ class Engine:
         self.on_tree_done = on_tree_done
         self.next_trees = next_trees
         self.gen_seconds = 0.0
-        self._calls = 0
         self._branches: dict[int, Branch] = {}
         self._runs: dict[int, TreeRun] = {}
 
@@ -113,7 +123,7 @@ class Engine:
         self._runs[id(run)] = run
         if run.expanding:
             run.snapshots[ROOT] = Snapshot(env.fork(), self.policy.fork(ctx))
-        return self._track(Branch(run, env, ctx, parent=None, depth=1, tag="chain"))
+        return self._track(Branch(run, env, ctx, parent=None, depth=1))
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -139,12 +149,11 @@ class Engine:
             pool.shutdown(wait=False, cancel_futures=True)
 
     def _generate(self, branches: list[Branch]) -> tuple[list[Generation], float]:
-        params = self.params
-        if params.seed is not None:  # a new seed per call, so steps don't repeat draws
-            params = params.model_copy(update={"seed": params.seed + 100_003 * self._calls})
-        self._calls += 1
+        seeds = None
+        if self.params.seed is not None:
+            seeds = [branch.seed(self.params.seed) for branch in branches]
         start = time.perf_counter()
-        gens = self.policy.generate([b.ctx for b in branches], params)
+        gens = self.policy.generate([b.ctx for b in branches], self.params, seeds=seeds)
         seconds = time.perf_counter() - start
         self.gen_seconds += seconds
         return gens, seconds
@@ -182,7 +191,7 @@ class Engine:
         if not node.is_leaf:
             node.obs_ids = self.chat.turn_ids(gen.ids, [node.observation])
             self.policy.extend(branch.ctx, node.obs_ids)
-            return [Branch(run, branch.env, branch.ctx, node.id, branch.depth + 1, branch.tag)]
+            return [Branch(run, branch.env, branch.ctx, node.id, branch.depth + 1, branch.origin)]
         self._drop(branch)
         run.active -= 1
         return self._grow(run) if run.active == 0 else []
@@ -208,7 +217,7 @@ class Engine:
             parent = None if point == ROOT else point
             depth = 1 if point == ROOT else run.record.nodes[point].depth + 1
             branches.append(self._track(Branch(
-                run, world, self.policy.fork(snap.ctx), parent, depth, f"r{run.round}x{i}",
+                run, world, self.policy.fork(snap.ctx), parent, depth, (run.round, i),
             )))
         if not run.expanding:  # that was the last round: no node needs its world any more
             self._release_snapshots(run)
@@ -216,6 +225,7 @@ class Engine:
 
     def _finish(self, run: TreeRun) -> None:
         self._release_snapshots(run)
+        _renumber(run.record)
         leaves = run.record.leaves
         if isinstance(run.sampler, ChainSampler):
             run.record.kept = leaves
@@ -249,3 +259,13 @@ class Engine:
         for run in list(self._runs.values()):
             self._release_snapshots(run)
         self._runs.clear()
+
+
+def _renumber(tree: Tree) -> None:
+    """Give nodes ids in canonical order, so equal trees are equal records."""
+    order = sorted(tree.nodes, key=canonical_key)
+    new_id = {node.id: i for i, node in enumerate(order)}
+    for node in order:
+        node.id = new_id[node.id]
+        node.parent = None if node.parent is None else new_id[node.parent]
+    tree.nodes = order

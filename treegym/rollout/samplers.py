@@ -18,6 +18,19 @@ ROOT = -1
 """The expansion point that restarts from the prompt."""
 
 
+def canonical_key(node: Node) -> tuple[int, int, int]:
+    """A node's place in its tree that doesn't depend on timing: (round, expansion, depth).
+
+    Branches of one tree finish in whatever order their tool calls happen to finish, so
+    node ids are handed out in that order; sorting by this key makes expansion choices and
+    the final numbering the same run after run.
+    """
+    if node.branch == "chain":
+        return (0, 0, node.depth)
+    round_, index = node.branch[1:].split("x")
+    return (int(round_), int(index), node.depth)
+
+
 class ChainSampler(BaseModel):
     """GRPO's baseline: `n` independent episodes per task, each its own one-leaf tree."""
 
@@ -65,7 +78,8 @@ class TreeSampler(BaseModel):
 
     def expansion_points(self, nodes: list[Node], rng: np.random.Generator) -> list[int]:
         """`n` node ids to continue from (ROOT for the prompt), among non-leaf nodes."""
-        candidates = [ROOT] + [node.id for node in nodes if not node.is_leaf]
+        ordered = sorted(nodes, key=canonical_key)
+        candidates = [ROOT] + [node.id for node in ordered if not node.is_leaf]
         if self.branch == "random":
             return [candidates[int(i)] for i in rng.integers(len(candidates), size=self.n)]
         scores = {c: self._uncertainty(c, nodes) for c in candidates}
