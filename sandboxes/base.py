@@ -13,10 +13,8 @@ from types import TracebackType
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import TreegymError
 
-
-class SandboxError(TreegymError, RuntimeError):
+class SandboxError(RuntimeError):
     """A sandbox could not do what was asked; the message names the cause and the way out."""
 
 

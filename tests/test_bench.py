@@ -46,3 +46,14 @@ def test_bench_policy_json() -> None:
     assert keys <= set(report) and report["backend"] == "hf"
     # what the ledger counted: branches prefilled only their own tokens
     assert report["prefill_tokens_recompute"] - report["prefill_tokens_fork"] == 2 * 64
+
+
+def test_bench_learner_json() -> None:
+    pytest.importorskip("transformers", reason="bench learner needs the torch extra")
+    out = treegym("bench", "learner", "--json", "--tasks", "1")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    keys = {"packed_step_s", "per_leaf_step_s", "speedup", "packed_peak_mb",
+            "per_leaf_peak_mb", "max_abs_logprob_diff", "max_rel_grad_diff"}
+    assert keys <= set(report)
+    assert report["max_abs_logprob_diff"] <= 1e-5 and report["max_rel_grad_diff"] <= 1e-4

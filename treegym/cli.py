@@ -94,6 +94,10 @@ def rollout(
     env_opt: list[str] = typer.Option([], help="Env option KEY=VALUE (repeatable)."),
     out: Path = typer.Option(Path("runs/rollout.jsonl"), help="Trees are streamed here."),
     resume: bool = typer.Option(False, help="Carry on where OUT ends."),
+    ray: str = typer.Option(None, "--ray", metavar="ADDRESS",
+                            help="Roll out on Ray workers: local (start Ray here), auto, "
+                            "or HOST:PORT. SPEC may list openai: endpoints, comma-separated."),
+    workers: int = typer.Option(2, min=1, help="Ray rollout workers (with --ray)."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Collect tree (or chain) rollouts, streaming each finished tree to JSONL."""
@@ -109,18 +113,26 @@ def rollout(
     sampler = (TreeSampler(m=m, n=n, l=rounds, k=k, branch=branch) if mode == "tree"
                else ChainSampler(n=n))
     total = tasks * sampler.trees_per_task
-    model = make_policy(policy)
+    model = None if ray is not None else make_policy(policy)  # Ray workers build their own
     try:
         with Progress(console=console, transient=True, disable=as_json) as bar:
             job = bar.add_task(f"{mode} rollouts", total=total)
-            result = collect(
-                env_id, model, sampler, tasks, seed=seed, out=out, resume=resume,
+            options = dict(
+                seed=seed, out=out, resume=resume,
                 params=SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=seed),
                 env_kwargs=_parse_options(env_opt), policy_name=policy,
                 on_tree=lambda _: bar.advance(job),
             )
+            if model is None:
+                from .distributed import RayConfig, ray_collect
+
+                result = ray_collect(env_id, policy, sampler, tasks,
+                                     ray=RayConfig(address=ray, workers=workers), **options)
+            else:
+                result = collect(env_id, model, sampler, tasks, **options)
     finally:
-        model.close()
+        if model is not None:
+            model.close()
     if not as_json:
         table = Table("figure", f"{mode} run", "chain-equivalent", title=f"{env_id} → {out}")
         for row in result.stats.rows():
@@ -147,6 +159,125 @@ def export(
             print(line)
         return
     out.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+
+
+@app.command()
+def play(
+    env_id: str = typer.Argument(..., help="Registered env id, e.g. treegym/Maze-v0."),
+    seed: int = typer.Option(0, help="Reset seed: which task you get."),
+    policy: str = typer.Option(None, help="Policy SPEC for /model and /auto, e.g. tiny."),
+    sandbox: str = typer.Option(None, help="local or docker (sandbox envs only)."),
+    env_opt: list[str] = typer.Option([], help="Env option KEY=VALUE (repeatable)."),
+    max_tokens: int = typer.Option(128, min=1, help="Tokens per policy turn."),
+    temperature: float = typer.Option(1.0, min=0.0, help="Policy sampling temperature."),
+) -> None:
+    """Be the agent: step, fork any turn, go back, let a model continue, save the tree."""
+    from .play.tui import run
+    from .policy import SamplingParams
+    from .registry import env_info
+
+    env_kwargs = _parse_options(env_opt)
+    if sandbox is not None:
+        if sandbox not in ("local", "docker"):
+            raise typer.BadParameter(f"--sandbox must be local or docker, not {sandbox!r}")
+        if not env_info(env_id).needs_sandbox:
+            raise typer.BadParameter(f"{env_id} runs no sandbox; drop --sandbox")
+        env_kwargs["sandbox"] = sandbox
+    run(env_id, seed=seed, env_kwargs=env_kwargs, policy_spec=policy,
+        params=SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=seed))
+
+
+@app.command("eval")
+def eval_(
+    env_id: str = typer.Argument(..., help="Registered env id, e.g. treegym/Maze-v0."),
+    policy: str = typer.Option("tiny", help="Policy SPEC: tiny, hf:PATH, vllm:PATH, "
+                               "openai:URL#MODEL."),
+    episodes: int = typer.Option(8, min=1, help="Tasks (reset seeds seed..seed+N-1)."),
+    k: int = typer.Option(1, min=1, help="Episodes per task; pass@k is over these."),
+    seed: int = typer.Option(0, help="First reset seed."),
+    threshold: float = typer.Option(1.0, help="An episode passes with return >= this."),
+    max_tokens: int = typer.Option(64, min=1, help="Tokens per turn."),
+    temperature: float = typer.Option(1.0, min=0.0),
+    env_opt: list[str] = typer.Option([], help="Env option KEY=VALUE (repeatable)."),
+    out: Path = typer.Option(None, help="Save the episodes here as tree records."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Score a policy: mean reward with a 95% interval, pass@k, turns, tokens, failures."""
+    from rich.progress import Progress
+
+    from .evaluate import evaluate
+    from .policy import SamplingParams, make_policy
+    from .registry import spec as env_spec
+
+    env_spec(env_id)
+    model = make_policy(policy)
+    try:
+        with Progress(console=console, transient=True, disable=as_json) as bar:
+            job = bar.add_task("episodes", total=episodes * k)
+            result = evaluate(
+                env_id, model, tasks=episodes, k=k, seed=seed, threshold=threshold,
+                params=SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=seed),
+                env_kwargs=_parse_options(env_opt), out=out, policy_name=policy,
+                on_episode=lambda _: bar.advance(job),
+            )
+    finally:
+        model.close()
+    if not as_json:
+        table = Table("figure", "value", title=f"{env_id} · {policy}"
+                      + (f" → {out}" if out is not None else ""))
+        for row in result.rows():
+            table.add_row(*row)
+        console.print(table)
+    print(result.model_dump_json())
+
+
+@app.command()
+def view(
+    file: Path = typer.Argument(..., help="Tree records (JSONL), e.g. from rollout or play."),
+    port: int = typer.Option(8765, min=0, max=65535, help="Loopback port; 0 picks a free one."),
+    static: Path = typer.Option(None, "--static", help="Write one self-contained HTML file "
+                                "here instead of serving."),
+) -> None:
+    """Look at tree records in a browser: collapsible trees, rewards, savings; offline."""
+    from .view import page_for, serve
+
+    if static is not None:
+        static.parent.mkdir(parents=True, exist_ok=True)
+        static.write_text(page_for(file), encoding="utf-8")
+        console.print(f"wrote {static}")
+        return
+    serve(file, port, lambda url: print(f"serving {file} at {url} (Ctrl-C to stop)",
+                                        flush=True))
+
+
+@app.command()
+def train(
+    config: Path = typer.Argument(..., help="YAML (or JSON) training config."),
+    resume: bool = typer.Option(False, help="Continue from the latest checkpoint exactly."),
+    compare: bool = typer.Option(False, help="Train chain and tree modes at the same token "
+                                 "budget and plot reward against generated tokens."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Collect → advantages → update → sync, with checkpoints and metrics."""
+    from .train import load_config
+    from .train import train as run_train
+    from .train.compare import compare as run_compare
+
+    cfg = load_config(config)
+
+    def show(record: dict[str, object]) -> None:
+        if not as_json:
+            shown = {k: v for k, v in record.items() if isinstance(v, (int, float, str))}
+            console.print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                   for k, v in shown.items()), markup=False)
+
+    if compare:
+        histories = run_compare(cfg, log=show)
+        summary = {mode: history[-1] if history else {} for mode, history in histories.items()}
+    else:
+        history = run_train(cfg, resume=resume, log=show)
+        summary = history[-1] if history else {}
+    print(json.dumps(summary, default=str))
 
 
 bench_app = typer.Typer(help="Measure speed and memory; print the figures.", no_args_is_help=True)
@@ -190,6 +321,20 @@ def bench_policy(
     _print_report(measure(n=n, prefix=prefix, spec=spec), "policy fork", as_json)
 
 
+@bench_app.command("learner")
+def bench_learner(
+    tasks: int = typer.Option(8, min=1), trees: int = typer.Option(2, min=1),
+    leaves: int = typer.Option(3, min=1), repeats: int = typer.Option(1, min=1),
+    device: str = typer.Option("cpu", help="cpu or cuda (bf16 on cuda)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Packed-tree training step vs one row per leaf, on a paper-shaped batch."""
+    from .learn.bench import bench_learner as measure
+
+    report = measure(tasks=tasks, trees=trees, leaves=leaves, repeats=repeats, device=device)
+    _print_report(report, "packed tree vs per-leaf step", as_json)
+
+
 @bench_app.command("rollout")
 def bench_rollout(
     env: str = typer.Option("treegym/Maze-v0", "--env", help="Env id to roll out."),
@@ -199,6 +344,10 @@ def bench_rollout(
     tasks: int = typer.Option(4, min=1),
     max_tokens: int = typer.Option(32, min=1),
     env_opt: list[str] = typer.Option([], help="Env option KEY=VALUE (repeatable)."),
+    ray: str = typer.Option(None, "--ray", metavar="ADDRESS",
+                            help="Also time tree rollouts on 1 and --workers Ray workers: "
+                            "local, auto or HOST:PORT."),
+    workers: int = typer.Option(2, min=1, help="Ray workers compared with one (with --ray)."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Chain vs tree on the same tasks and policy, at an equal number of leaves per task."""
@@ -206,8 +355,14 @@ def bench_rollout(
     from .rollout.bench import bench_rollout as measure
 
     env_spec(env)
-    report = measure(env, spec=policy, m=m, n=n, l=rounds, tasks=tasks, max_tokens=max_tokens,
-                     env_kwargs=_parse_options(env_opt))
+    shape = dict(spec=policy, m=m, n=n, l=rounds, tasks=tasks, max_tokens=max_tokens,
+                 env_kwargs=_parse_options(env_opt))
+    ray_report = {}
+    if ray is not None:  # first, so a missing Ray fails before the in-process runs
+        from .distributed.bench import ray_figures
+
+        ray_report = ray_figures(env, address=ray, workers=workers, **shape)
+    report = measure(env, **shape) | ray_report
     _print_report(report, "chain vs tree rollout", as_json)
 
 

@@ -164,6 +164,9 @@ class Tree(Record):
     prompt_ids: list[int]
     nodes: list[Node] = Field(default_factory=list)
     kept: list[int] = Field(default_factory=list)
+    advantages: dict[int, float] = Field(
+        default_factory=dict, description="Node id -> advantage, once a learner computed it."
+    )
 
     @property
     def leaves(self) -> list[int]:

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from .errors import TreegymError
 from .records import ToolCall, ToolResult
+from .sandboxes.base import SandboxError
 
 logger = logging.getLogger(__name__)
 
@@ -218,7 +219,7 @@ class ToolSet:
             value = tool_.fn(owner, **kwargs) if tool_.is_method else tool_.fn(**kwargs)
         except ToolError as exc:
             return failed(f"{call.name} failed: {exc}")
-        except TreegymError as exc:  # e.g. a sandbox that died: expected, no traceback
+        except (TreegymError, SandboxError) as exc:  # e.g. a dead sandbox: expected, no trace
             return failed(f"{call.name} failed: {type(exc).__name__}: {exc}")
         except Exception as exc:  # noqa: BLE001 - a tool bug must not end the rollout
             logger.exception("tool %s raised", call.name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,7 @@ def collect(
     env_id: str,
     policy: Policy,
     sampler: Sampler,
-    tasks: int,
+    tasks: int | Sequence[int],
     *,
     seed: int = 0,
     params: SamplingParams | None = None,
@@ -80,8 +81,9 @@ def collect(
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text("")
     skip = {(t.task_index, t.tree_index) for t in done_before}
+    task_indices = range(tasks) if isinstance(tasks, int) else tasks
     todo = deque(
-        (task, tree) for task in range(tasks) for tree in range(sampler.trees_per_task)
+        (task, tree) for task in task_indices for tree in range(sampler.trees_per_task)
         if (task, tree) not in skip
     )
     chat = ChatRenderer(policy.tokenizer)

@@ -1,0 +1,53 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+pytest.importorskip("transformers")
+rollout = pytest.importorskip("treegym.rollout")
+
+from treegym.train import ConfigError, TrainConfig, load_config, train  # noqa: E402
+
+
+def small(tmp_path, **over):
+    return TrainConfig(**{
+        "env": "treegym/Maze-v0", "env_kwargs": {"size": 2, "max_turns": 2},
+        "policy": "tiny", "tasks_per_step": 2, "rollout": {"mode": "chain", "n": 2},
+        "max_new_tokens": 8, "steps": 2, "out": tmp_path / "run", **over,
+    })
+
+
+def test_config_errors_are_clear(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("env: treegym/Maze-v0\nrollout: {mode: tree, m: 0}\nlr: 3\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(bad)
+    text = str(err.value)
+    assert "bad.yaml" in text and "rollout.tree.m" in text and "lr: Extra inputs" in text
+    with pytest.raises(ValueError, match="needs rollout.mode 'tree'"):
+        TrainConfig(env="treegym/Maze-v0", advantage="tree_grpo")
+
+
+def test_yaml_round_trip(tmp_path):
+    path = tmp_path / "ok.yaml"
+    path.write_text("env: treegym/Maze-v0\nrollout: {mode: tree, m: 2, n: 2, l: 1, k: 3}\n"
+                    "advantage: tree_grpo\nloss: {clip_high: 0.3}\n")
+    config = load_config(path)
+    assert config.rollout.mode == "tree" and config.loss.clip_high == 0.3
+
+
+def test_resume_is_exact(tmp_path):
+    config = small(tmp_path)
+    history = train(config)
+    run = config.out
+    weights_after = load_file(str(run / "checkpoints/step-000002/model.safetensors"))
+    (run / "checkpoints/latest").write_text("step-000001")  # go back one step
+    resumed = train(config, resume=True)
+    assert [r["step"] for r in resumed] == [1]
+    for key in ("reward", "pg_loss", "grad_norm", "generated", "entropy"):
+        assert resumed[0][key] == history[1][key], key
+    again = load_file(str(run / "checkpoints/step-000002/model.safetensors"))
+    assert all(torch.equal(weights_after[k], again[k]) for k in weights_after)
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [0, 1]

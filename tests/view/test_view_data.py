@@ -1,0 +1,76 @@
+"""What the viewer shows is computed from the records: savings, returns, advantages."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from test_cli import treegym
+
+from treegym.rollout import RolloutStats
+from treegym.view import load_trees, page_for, savings, tips, view_model
+
+
+def test_view_model_has_every_node_savings_and_advantages(trees_file: Path) -> None:
+    trees = load_trees(trees_file)
+    model = view_model(trees, source="x")
+    assert [len(t["nodes"]) for t in model["trees"]] == [len(t.nodes) for t in trees]
+    for tree, shown in zip(trees, model["trees"], strict=True):
+        stats = RolloutStats()
+        stats.add_tree(tree)
+        s = shown["savings"]
+        assert s["generated"] == sum(len(n.action_ids) for n in tree.nodes)
+        assert s["chain_generated"] == stats.chain_generated_tokens > s["generated"]
+        assert s["tool_calls"] < s["chain_tool_calls"] == stats.chain_tool_calls
+        for node in shown["nodes"]:
+            assert (node["return"] is None) == (not node["leaf"])
+    leaves = {n["id"]: n for n in model["trees"][0]["nodes"] if n["leaf"]}
+    assert {i for i, n in leaves.items() if n["advantage"] is not None} == set(trees[0].kept)
+    assert all(n["advantage"] is None for n in model["trees"][1]["nodes"])
+
+
+def test_static_page_is_self_contained(trees_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "page.html"
+    done = treegym("view", str(trees_file), "--static", str(out))
+    assert done.returncode == 0, done.stderr
+    html = out.read_text(encoding="utf-8")
+    assert html == page_for(trees_file)
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//|url\(\s*["']?https?:|@import""",
+                         html), "the page must not load anything from the network"
+    data = html.split('type="application/json">', 1)[1].split("</script>", 1)[0]
+    assert json.loads(data)["trees"]
+
+
+def test_record_text_cannot_break_out_of_the_page(trees_file: Path, tmp_path: Path) -> None:
+    row = json.loads(trees_file.read_text().splitlines()[0])
+    row["task"]["prompt"] = "</script><script>alert(1)</script>"
+    hostile = tmp_path / "hostile.jsonl"
+    hostile.write_text(json.dumps(row) + "\n")
+    html = page_for(hostile)
+    assert html.count("</script>") == 2  # the data block's and the code block's, no more
+
+
+def test_bad_file_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"env_id": 3}\n')
+    done = treegym("view", str(bad), "--static", str(tmp_path / "x.html"))
+    assert done.returncode == 1 and done.stderr.startswith("treegym: error: ")
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "bad.jsonl:1" in done.stderr
+
+
+def test_play_session_savings_count_open_branches(tmp_path: Path) -> None:
+    from helpers import call
+
+    from treegym.play import PlaySession
+
+    with PlaySession("treegym/Counter-v0", seed=3) as s:
+        s.step(call("add", amount=1))
+        s.fork()
+        s.step(call("add", amount=2))  # an open branch end, not a leaf
+        s.go(0)
+        s.step("<answer>1</answer>")
+        tree = s.to_tree()
+    assert tree.leaves == [2] and tips(tree) == [1, 2]
+    assert savings(tree)["tool_calls"] == 2 and savings(tree)["chain_tool_calls"] == 3

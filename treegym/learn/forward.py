@@ -1,0 +1,44 @@
+"""Score a packed sequence: the log-prob and entropy of each trained token under a model.
+
+The model is any HF causal LM whose attention takes a 4D mask (`sdpa` or `eager`). A
+single-path sequence goes through the model's own causal path, with no custom mask; a
+tree goes in with its tree mask and depth positions. Only the rows that predict a trained
+token reach the LM head (`logits_to_keep` takes an index tensor), so a long observation
+costs no vocabulary projection.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .packing import PackedSequence
+
+TREE_ATTENTION = ("sdpa", "eager")
+
+
+def check_attention(model: torch.nn.Module) -> None:
+    """Refuse attention kernels that ignore or reject a 4D tree mask."""
+    impl = getattr(model.config, "_attn_implementation", None)
+    if impl not in TREE_ATTENTION:
+        raise ValueError(
+            f"packed-tree training needs attn_implementation 'sdpa' or 'eager', not {impl!r}: "
+            "flash_attention_2 rejects 4D masks; load the model with "
+            "attn_implementation='sdpa'"
+        )
+
+
+def score(model: torch.nn.Module, seq: PackedSequence) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs [N] of `seq.targets` and the entropies [N] of their distributions (fp32)."""
+    device = next(model.parameters()).device
+    inputs: dict[str, torch.Tensor] = {"input_ids": seq.input_ids[None].to(device)}
+    if not seq.is_row:
+        dtype = next(model.parameters()).dtype
+        inputs["attention_mask"] = seq.attention_mask(dtype).to(device)
+        inputs["position_ids"] = seq.position_ids[None].to(device)
+    logits = model(**inputs, logits_to_keep=seq.pred_index.to(device), use_cache=False).logits
+    logp_all = F.log_softmax(logits[0].float(), dim=-1)
+    logp = logp_all.gather(-1, seq.targets.to(device)[:, None]).squeeze(-1)
+    with torch.no_grad():
+        entropy = -(logp_all.exp() * logp_all).sum(-1)
+    return logp, entropy

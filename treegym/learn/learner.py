@@ -1,0 +1,111 @@
+"""One optimizer step on a batch of trees: pack, score, loss, backward, clip, step.
+
+The whole batch is one optimizer step; its sequences are micro-batches whose gradients
+accumulate. Every loss weight is normalised over the whole batch (see loss.py), so the
+step is the same whether the batch went in as one sequence per leaf (`packed=False`, the
+reference) or as packed trees.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..records import Tree
+from .advantages import Advantages
+from .forward import check_attention, score
+from .loss import LossConfig, leaf_scales, sequence_loss
+from .packing import PackedSequence, pack, rows
+
+
+class OptimConfig(BaseModel):
+    """AdamW and gradient clipping."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lr: float = Field(1e-5, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    max_grad_norm: float = Field(1.0, gt=0)
+
+
+class Learner:
+    """Trains `model` in place; a policy that holds the same module sees every update."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        loss: LossConfig | None = None,
+        optim: OptimConfig | None = None,
+        *,
+        reference: torch.nn.Module | None = None,
+        packed: bool = True,
+        max_tokens: int | None = None,
+    ) -> None:
+        check_attention(model)
+        self.model = model
+        self.loss = loss or LossConfig()
+        self.optim = optim or OptimConfig()
+        self.reference = reference
+        if self.loss.kl_coef > 0 and reference is None:
+            raise ValueError("kl_coef > 0 needs a frozen reference model")
+        self.packed = packed
+        self.max_tokens = max_tokens
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(
+            self.params, lr=self.optim.lr, betas=self.optim.betas,
+            weight_decay=self.optim.weight_decay,
+        )
+
+    def sequences(self, trees: Sequence[Tree]) -> list[PackedSequence]:
+        return pack(trees, self.max_tokens) if self.packed else rows(trees)
+
+    def backward(self, trees: Sequence[Tree], advantages: Advantages) -> dict[str, float]:
+        """Accumulate the batch loss's gradient into `.grad`; return the batch's metrics."""
+        self.model.train()
+        scales = leaf_scales(trees, self.loss.aggregation)
+        metrics: dict[str, float] = defaultdict(float)
+        for seq in self.sequences(trees):
+            logp, entropy = score(self.model, seq)
+            ref = None
+            if self.reference is not None and self.loss.kl_coef > 0:
+                with torch.no_grad():
+                    ref = score(self.reference, seq)[0]
+            loss, parts = sequence_loss(seq, logp, entropy, advantages, scales, self.loss, ref)
+            loss.backward()
+            for key, value in parts.items():
+                metrics[key] += value
+            metrics["tokens"] += len(seq)
+            metrics["row_tokens"] += seq.path_tokens
+        return dict(metrics)
+
+    def step(self, trees: Sequence[Tree], advantages: Advantages) -> dict[str, float]:
+        """One optimizer step on the batch: gradients, clipping, AdamW."""
+        self.optimizer.zero_grad(set_to_none=True)
+        metrics = self.backward(trees, advantages)
+        norm = torch.nn.utils.clip_grad_norm_(self.params, self.optim.max_grad_norm)
+        self.optimizer.step()
+        metrics["grad_norm"] = float(norm)
+        return metrics
+
+    def sft_step(self, trees: Sequence[Tree]) -> dict[str, float]:
+        """One supervised step: maximise the log-likelihood of the kept leaves' actions.
+
+        For warm starts on demonstrations; token-mean over all rows, packed like `step`.
+        """
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        scales = leaf_scales(trees, "token-mean")
+        nll = 0.0
+        for seq in self.sequences(trees):
+            logp, _ = score(self.model, seq)
+            scale = torch.tensor([scales[leaf] for leaf in seq.leaves], device=logp.device)
+            loss = -((seq.below.to(logp.device, torch.float32) @ scale) * logp).sum()
+            loss.backward()
+            nll += float(loss.detach())
+        norm = torch.nn.utils.clip_grad_norm_(self.params, self.optim.max_grad_norm)
+        self.optimizer.step()
+        return {"nll": nll, "grad_norm": float(norm)}

@@ -1,0 +1,142 @@
+"""The training loop: collect → advantages → update → sync, with exact resume.
+
+The HF policy that rolls out and the learner share one module, so "sync" is free: the
+next `generate` already uses the new weights (each collection starts fresh contexts, so
+no KV computed under old weights is reused).
+
+Order within a step s: update on batch s, collect batch s + 1 with the new weights, then
+checkpoint (weights, optimizer, RNG, and batch s + 1). See checkpoint.py for why the next
+batch is part of the checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..learn import ESTIMATORS, Learner, OptimConfig
+from ..policy import SamplingParams, make_policy
+from ..records import Tree
+from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .config import ConfigError, TrainConfig
+from .demos import maze_demonstrations
+
+Log = Callable[[dict[str, Any]], None]
+
+
+def _sampler(config: TrainConfig):
+    from ..rollout import ChainSampler, TreeSampler
+
+    r = config.rollout
+    if r.mode == "chain":
+        return ChainSampler(n=r.n)
+    return TreeSampler(m=r.m, n=r.n, l=r.l, k=r.k, branch=r.branch)
+
+
+def _collect(config: TrainConfig, policy: Any, step: int) -> tuple[list[Tree], int]:
+    """Batch `step`: fresh tasks (reset seeds differ per step), seeded sampling."""
+    from ..rollout import collect
+
+    params = SamplingParams(temperature=config.temperature, max_tokens=config.max_new_tokens,
+                            seed=config.seed * 1_000_003 + step)
+    result = collect(config.env, policy, _sampler(config), config.tasks_per_step,
+                     seed=config.seed * 1_000_003 + (step + 1) * 10_000, params=params,
+                     env_kwargs=config.env_kwargs)
+    return result.trees, result.stats.generated_tokens
+
+
+def mean_reward(trees: list[Tree]) -> float:
+    rewards = [tree.reward(leaf) for tree in trees for leaf in tree.kept]
+    return sum(rewards) / len(rewards) if rewards else 0.0
+
+
+def _warm_start(config: TrainConfig, policy: Any, log: Log) -> None:
+    ws = config.warm_start
+    if not ws.steps:
+        return
+    sft = Learner(policy.model, optim=OptimConfig(lr=ws.lr), max_tokens=config.max_tokens)
+    for step in range(ws.steps):
+        demos = maze_demonstrations(config.env, policy.tokenizer, ws.episodes,
+                                    seed=10**8 + step * ws.episodes, optimal=ws.optimal,
+                                    env_kwargs=config.env_kwargs)
+        log({"phase": "warm_start", "step": step, **sft.sft_step(demos)})
+
+
+class MetricsLog:
+    """metrics.jsonl in the run folder (+ TensorBoard when installed); resume-safe."""
+
+    def __init__(self, out: Path, resume_step: int | None) -> None:
+        self.path = out / "metrics.jsonl"
+        lines = self.path.read_text().splitlines() if resume_step and self.path.exists() else []
+        kept = [ln for ln in lines if json.loads(ln).get("step", -1) < (resume_step or 0)]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text("".join(ln + "\n" for ln in kept))
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(out / "tensorboard"))
+        except ImportError:
+            self.tb = None
+
+    def write(self, record: dict[str, Any]) -> None:
+        with self.path.open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key != "step":
+                    self.tb.add_scalar(key, value, record["step"])
+
+
+def train(config: TrainConfig, *, resume: bool = False, log: Log | None = None) -> list[dict]:
+    """Run (or resume) the loop; return the per-step metrics of this invocation."""
+    log = log or (lambda record: None)
+    torch.manual_seed(config.seed)
+    policy = make_policy(config.policy)
+    if policy.backend != "hf":
+        raise ConfigError(f"policy {config.policy!r}: the trainer needs an hf policy (or tiny)")
+    model = policy.model
+    reference = None
+    if config.loss.kl_coef > 0:
+        reference = copy.deepcopy(model).eval().requires_grad_(False)
+    learner = Learner(model, config.loss, config.optim, reference=reference,
+                      max_tokens=config.max_tokens)
+    checkpoints = config.out / "checkpoints"
+
+    if resume:
+        path = latest_checkpoint(checkpoints)
+        if path is None:
+            raise ConfigError(f"--resume: no checkpoint under {checkpoints}")
+        state, batch = load_checkpoint(path, model, learner.optimizer)
+    else:
+        _warm_start(config, policy, log)
+        batch, generated = _collect(config, policy, 0)
+        state = {"step": 0, "generated": generated, "batch_generated": generated}
+        save_checkpoint(checkpoints, 0, model, learner.optimizer, state, batch)
+    metrics_log = MetricsLog(config.out, state["step"] if resume else None)
+    estimator = ESTIMATORS[config.advantage]
+
+    history = []
+    for step in range(state["step"], config.steps):
+        if config.token_budget and state["generated"] - state["batch_generated"] >= \
+                config.token_budget:
+            break
+        advantages = estimator(batch)
+        for _ in range(config.epochs):
+            metrics = learner.step(batch, advantages)
+        record = {"step": step, "reward": mean_reward(batch), "generated": state["generated"],
+                  "leaves": sum(len(t.kept) for t in batch), **metrics}
+        metrics_log.write(record)
+        history.append(record)
+        log(record)
+        batch, generated = _collect(config, policy, step + 1)  # sync: the module is shared
+        state = {"step": step + 1, "generated": state["generated"] + generated,
+                 "batch_generated": generated}
+        if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
+            save_checkpoint(checkpoints, step + 1, model, learner.optimizer, state, batch)
+    policy.close()
+    return history

@@ -1,0 +1,65 @@
+"""`treegym view FILE`: serve the viewer on loopback, re-reading FILE on every load.
+
+Re-reading means a rollout that is still streaming trees into FILE shows its new trees
+on a page reload. Only 127.0.0.1 is bound: records can hold code and task data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from ..errors import TreegymError
+from .data import load_trees, view_model
+from .page import render_page
+
+
+def page_for(path: Path) -> str:
+    """The viewer page for the trees in `path`."""
+    return render_page(view_model(load_trees(path), source=str(path)))
+
+
+def make_server(path: Path, port: int) -> ThreadingHTTPServer:
+    """A server for `path` on 127.0.0.1:`port` (0 picks a free port); not yet serving."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            if self.path.split("?")[0] not in ("/", "/index.html"):
+                self.send_error(404, "the viewer has one page: /")
+                return
+            try:
+                body, status = page_for(path).encode("utf-8"), 200
+            except Exception as exc:  # noqa: BLE001 - show the problem in the browser
+                body, status = f"cannot show {path}: {exc}".encode(), 500
+            self.send_response(status)
+            self.send_header("Content-Type", "text/html; charset=utf-8" if status == 200
+                             else "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            """Quiet: one line per page load would bury the URL the user needs."""
+
+    return ThreadingHTTPServer(("127.0.0.1", port), Handler)
+
+
+def serve(path: Path, port: int, on_ready: Callable[[str], None]) -> None:
+    """Serve until Ctrl-C; `on_ready(url)` is told where, once the port is bound."""
+    page_for(path)  # a bad file fails here, in one line, not in the browser
+    try:
+        server = make_server(path, port)
+    except OSError as exc:
+        raise TreegymError(
+            f"cannot listen on 127.0.0.1:{port}: {exc.strerror}; pick another --port "
+            "(0 picks a free one)"
+        ) from None
+    try:
+        on_ready(f"http://127.0.0.1:{server.server_address[1]}/")
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how a viewer is meant to stop
+    finally:
+        server.server_close()
