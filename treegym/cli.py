@@ -341,7 +341,7 @@ def bench_rollout(
     policy: str = typer.Option("tiny", help="Policy SPEC."),
     m: int = typer.Option(2, min=1), n: int = typer.Option(2, min=1),
     rounds: int = typer.Option(1, "--l", min=0),
-    tasks: int = typer.Option(4, min=1),
+    tasks: int = typer.Option(16, min=1),
     max_tokens: int = typer.Option(32, min=1),
     env_opt: list[str] = typer.Option([], help="Env option KEY=VALUE (repeatable)."),
     ray: str = typer.Option(None, "--ray", metavar="ADDRESS",

@@ -31,7 +31,8 @@ class RolloutResult(BaseModel):
     stats: RolloutStats
 
 
-def _append(path: Path, tree: Tree) -> None:
+def append_tree(path: Path, tree: Tree) -> None:
+    """Append one tree and fsync, so a crash never leaves a finished tree half-written."""
     with path.open("a", encoding="utf-8") as fh:
         fh.write(tree.model_dump_json() + "\n")
         fh.flush()
@@ -69,6 +70,9 @@ def collect(
 ) -> RolloutResult:
     """Roll out `tasks` tasks (reset seeds `seed + i`) and return their trees and costs.
 
+    `tasks` may instead list the task indices to roll out; they get the same seeds as in a
+    run of all tasks, which is how distributed workers split a run.
+
     New trees start while fewer than `max_branches` branches are live, which bounds memory
     (each branch holds a KV prefix and a world) and keeps generate batches about as full
     in tree mode as in chain mode.
@@ -96,7 +100,7 @@ def collect(
         trees.append(run.record)
         stats.add_tree(run.record)
         if out_path is not None:
-            _append(out_path, run.record)
+            append_tree(out_path, run.record)
         if on_tree is not None:
             on_tree(run.record)
 
