@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from policy_helpers import DEVICE
 
 pytest.importorskip("torch", reason="policy tests need the torch extra: pip install -e '.[torch]'")
 
@@ -39,7 +40,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def hf(tiny: Path) -> HFPolicy:
-    return HFPolicy(tiny, dtype="fp32", device="cpu")
+    return HFPolicy(tiny, dtype="fp32", device=DEVICE)
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,14 @@
-"""Prompts shared by the policy tests: ordinary text ids, and stop strings that decode."""
+"""Prompts shared by the policy tests: ordinary text ids, and stop strings that decode.
+
+`DEVICE` is where the transformers backend runs: TREEGYM_TEST_DEVICE, default cpu
+(scripts/gpu_check.sh sets cuda).
+"""
 
 from __future__ import annotations
+
+import os
+
+DEVICE = os.environ.get("TREEGYM_TEST_DEVICE", "cpu")
 
 
 def prompt(tokenizer, n: int, salt: str = "") -> list[int]:

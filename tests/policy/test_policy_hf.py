@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from policy_helpers import clean_stop, prompt
+from policy_helpers import DEVICE, clean_stop, prompt
 
 from treegym.policy import PolicyError, SamplingParams
 from treegym.policy.hf import HFPolicy
@@ -125,7 +125,7 @@ def test_eos_stops_with_reason(hf: HFPolicy) -> None:
 
 
 def test_bf16(tiny) -> None:
-    policy = HFPolicy(tiny, dtype="bf16", device="cpu")
+    policy = HFPolicy(tiny, dtype="bf16", device=DEVICE)
     assert policy.model.dtype == torch.bfloat16
     ids = prompt(policy.tokenizer, 80)
     root = policy.start(ids[:60])

@@ -7,7 +7,7 @@ from safetensors.torch import load_file
 pytest.importorskip("transformers")
 rollout = pytest.importorskip("treegym.rollout")
 
-from treegym.train import ConfigError, TrainConfig, load_config, train  # noqa: E402
+from treegym.train import ConfigError, TrainConfig, compare, load_config, train  # noqa: E402
 
 
 def small(tmp_path, **over):
@@ -51,3 +51,15 @@ def test_resume_is_exact(tmp_path):
     assert all(torch.equal(weights_after[k], again[k]) for k in weights_after)
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == [0, 1]
+
+
+def test_compare_shares_one_warm_start_and_plots(tmp_path):
+    pytest.importorskip("matplotlib")
+    config = small(tmp_path, steps=3, token_budget=20,
+                   warm_start={"steps": 1, "episodes": 1})
+    records = []
+    histories = compare(config, log=records.append)
+    assert set(histories) == {"chain", "tree"} and all(histories.values())
+    assert sum(r.get("phase") == "warm_start" for r in records) == 1
+    assert (config.out / "warm_start.safetensors").exists()
+    assert (config.out / "reward_vs_tokens.png").stat().st_size > 0

@@ -11,14 +11,21 @@ requested: vLLM skips the prefix cache for such requests.
 
 The engine starts worker processes, so a script using this backend needs an
 `if __name__ == "__main__":` guard.
+
+Training syncs weights with `load_weights`: every worker reloads them in place through
+`LLM.collective_rpc("reload_weights")`, with the model's own checkpoint loader (HF names;
+vLLM fuses q/k/v and gate/up itself), and the prefix cache is reset, since KV computed
+under the old weights must not be reused.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import shutil
+import tempfile
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -31,6 +38,9 @@ from .base import (
     topk_entropy,
 )
 from .chat import load_tokenizer
+
+if TYPE_CHECKING:
+    import torch
 
 
 class VLLMOptions(BaseModel):
@@ -61,6 +71,8 @@ class VLLMPolicy(ServerCachedPolicy):
     def __init__(self, path: str | Path, **options: object) -> None:
         opts = VLLMOptions(**options)
         super().__init__(load_tokenizer(path))
+        self.path = Path(path)  # a trainer loads the same checkpoint into its learner
+        self._sync_dir: Path | None = None  # where load_weights stages weights for the workers
         try:
             from vllm import LLM
         except ImportError as exc:
@@ -140,6 +152,25 @@ class VLLMPolicy(ServerCachedPolicy):
             )
         return gens
 
+    def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Replace the engine's weights in place with `weights`, named as in the HF checkpoint
+        (e.g. a learner's `named_parameters()`), and forget the KV cached under the old ones.
+
+        The workers are other processes and tensors in an RPC's arguments arrive as lists,
+        so the weights travel as one safetensors file that the workers read.
+        """
+        from safetensors.torch import save_file
+
+        if self.llm is None:
+            raise PolicyError("load_weights after close(): the engine is shut down")
+        if self._sync_dir is None:
+            self._sync_dir = Path(tempfile.mkdtemp(prefix="treegym-sync-"))
+        save_file({name: t.detach().to("cpu").contiguous() for name, t in weights},
+                  str(self._sync_dir / "model.safetensors"))
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_path": str(self._sync_dir)})
+        if not self.llm.reset_prefix_cache():
+            raise PolicyError("vLLM refused to reset its prefix cache after a weight sync")
+
     def close(self) -> None:
         """Shut the engine down and free its memory."""
         llm = getattr(self, "llm", None)
@@ -151,3 +182,6 @@ class VLLMPolicy(ServerCachedPolicy):
             if shutdown is not None:
                 shutdown()
             self.llm = None
+        if getattr(self, "_sync_dir", None) is not None:
+            shutil.rmtree(self._sync_dir, ignore_errors=True)
+            self._sync_dir = None

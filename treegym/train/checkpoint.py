@@ -1,8 +1,8 @@
 """Checkpoints that resume exactly: weights, optimizer, RNG, counters and the next batch.
 
-Rollouts from a threaded engine are not bitwise reproducible (which turns share a
-decoding batch depends on timing), so a checkpoint taken after step s also holds the
-batch already collected for step s + 1. Resuming trains on that very batch, with the
+Trees are deterministic for a fixed seed with the hf backend, but not bitwise across
+backends or machines (vLLM's kernels, another CPU), so a checkpoint taken after step s
+also holds the batch already collected for step s + 1. Resuming trains on that very batch, with the
 same optimizer moments and RNG streams, so the next loss is the one the uninterrupted run
 would have computed.
 

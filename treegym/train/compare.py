@@ -1,7 +1,7 @@
 """Chain (GRPO) against tree (Tree-GRPO) training at the same generated-token budget.
 
-Both runs start from the same weights (the same seeded warm start), see tasks from the
-same seeds, and stop once they have generated `token_budget` tokens; the plot puts mean
+Both runs start from the same weights (one warm start, run once and saved), see tasks
+from the same seeds, and stop once they have generated `token_budget` tokens; the plot puts mean
 kept-leaf reward against tokens generated so far, the cost that matters on one machine.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .config import ChainConfig, TrainConfig, TreeConfig
-from .loop import Log, train
+from .config import ChainConfig, TrainConfig, TreeConfig, WarmStart
+from .loop import Log, train, warm_start_weights
 
 MODES = {
     "chain": (ChainConfig(n=4), "grpo"),
@@ -21,6 +21,9 @@ MODES = {
 
 def compare(config: TrainConfig, log: Log | None = None) -> dict[str, list[dict[str, Any]]]:
     """Train once per mode under `config.out/MODE`; plot to `config.out/reward_vs_tokens.png`."""
+    if config.warm_start.steps:
+        path = warm_start_weights(config, config.out / "warm_start.safetensors", log)
+        config = config.model_copy(update={"init_weights": path, "warm_start": WarmStart()})
     histories = {}
     for mode, (rollout, advantage) in MODES.items():
         run = config.model_copy(update={"rollout": rollout, "advantage": advantage,

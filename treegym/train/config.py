@@ -6,10 +6,10 @@ any model loads, with the file, the field and the reason in one line each.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..errors import ConfigError
@@ -54,7 +54,7 @@ class WarmStart(Strict):
 class TrainConfig(Strict):
     env: str = Field(description="Registered env id, e.g. treegym/Maze-v0.")
     env_kwargs: dict[str, Any] = Field(default_factory=dict)
-    policy: str = Field("tiny", description="An hf policy spec; the learner trains its module.")
+    policy: str = Field("tiny", description="tiny, hf:PATH or vllm:PATH (synced each step).")
     rollout: ChainConfig | TreeConfig = Field(default_factory=ChainConfig,
                                               discriminator="mode")
     advantage: Literal["grpo", "tree_grpo", "tree_grpo_intra"] = "grpo"
@@ -69,6 +69,8 @@ class TrainConfig(Strict):
     loss: LossConfig = Field(default_factory=LossConfig)
     optim: OptimConfig = Field(default_factory=lambda: OptimConfig(lr=1e-4))
     warm_start: WarmStart = Field(default_factory=WarmStart)
+    init_weights: Path | None = Field(
+        None, description="Start from these weights (safetensors), e.g. a shared warm start.")
     seed: int = 0
     out: Path = Path("runs/train")
     checkpoint_every: int = Field(1, ge=1)
@@ -88,11 +90,7 @@ def load_config(path: str | Path, **overrides: Any) -> TrainConfig:
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
     try:
-        import yaml
-
-        data = yaml.safe_load(text)
-    except ImportError:
-        data = json.loads(text)
+        data = yaml.safe_load(text)  # JSON is YAML too
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):

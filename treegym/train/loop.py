@@ -1,8 +1,6 @@
 """The training loop: collect → advantages → update → sync, with exact resume.
 
-The HF policy that rolls out and the learner share one module, so "sync" is free: the
-next `generate` already uses the new weights (each collection starts fresh contexts, so
-no KV computed under old weights is reused).
+What "sync" means depends on the rollout backend; see actor.py.
 
 Order within a step s: update on batch s, collect batch s + 1 with the new weights, then
 checkpoint (weights, optimizer, RNG, and batch s + 1). See checkpoint.py for why the next
@@ -18,12 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_model, save_model
 
+from ..errors import ConfigError
 from ..learn import ESTIMATORS, Learner, OptimConfig
-from ..policy import SamplingParams, make_policy
+from ..policy import SamplingParams
 from ..records import Tree
+from .actor import Actor, make_actor
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from .config import ConfigError, TrainConfig
+from .config import TrainConfig
 from .demos import maze_demonstrations
 
 Log = Callable[[dict[str, Any]], None]
@@ -55,16 +56,33 @@ def mean_reward(trees: list[Tree]) -> float:
     return sum(rewards) / len(rewards) if rewards else 0.0
 
 
-def _warm_start(config: TrainConfig, policy: Any, log: Log) -> None:
+def _initial_weights(config: TrainConfig, actor: Actor, log: Log) -> None:
+    """Load `init_weights` if given, then run the supervised warm start if configured."""
+    if config.init_weights is not None:
+        load_model(actor.model, str(config.init_weights))
     ws = config.warm_start
     if not ws.steps:
         return
-    sft = Learner(policy.model, optim=OptimConfig(lr=ws.lr), max_tokens=config.max_tokens)
+    sft = Learner(actor.model, optim=OptimConfig(lr=ws.lr), max_tokens=config.max_tokens)
     for step in range(ws.steps):
-        demos = maze_demonstrations(config.env, policy.tokenizer, ws.episodes,
+        demos = maze_demonstrations(config.env, actor.tokenizer, ws.episodes,
                                     seed=10**8 + step * ws.episodes, optimal=ws.optimal,
                                     env_kwargs=config.env_kwargs)
         log({"phase": "warm_start", "step": step, **sft.sft_step(demos)})
+
+
+def warm_start_weights(config: TrainConfig, path: Path, log: Log | None = None) -> Path:
+    """Run `config`'s warm start alone and save the weights to `path`, so several runs
+    (e.g. chain and tree in a comparison) can start from the very same policy."""
+    torch.manual_seed(config.seed)
+    actor = make_actor(config.policy)
+    try:
+        _initial_weights(config, actor, log or (lambda record: None))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_model(actor.model, str(path))
+    finally:
+        actor.close()
+    return path
 
 
 class MetricsLog:
@@ -94,12 +112,16 @@ class MetricsLog:
 
 def train(config: TrainConfig, *, resume: bool = False, log: Log | None = None) -> list[dict]:
     """Run (or resume) the loop; return the per-step metrics of this invocation."""
-    log = log or (lambda record: None)
     torch.manual_seed(config.seed)
-    policy = make_policy(config.policy)
-    if policy.backend != "hf":
-        raise ConfigError(f"policy {config.policy!r}: the trainer needs an hf policy (or tiny)")
-    model = policy.model
+    actor = make_actor(config.policy)
+    try:
+        return _run(config, actor, resume, log or (lambda record: None))
+    finally:
+        actor.close()
+
+
+def _run(config: TrainConfig, actor: Actor, resume: bool, log: Log) -> list[dict]:
+    model = actor.model
     reference = None
     if config.loss.kl_coef > 0:
         reference = copy.deepcopy(model).eval().requires_grad_(False)
@@ -112,9 +134,11 @@ def train(config: TrainConfig, *, resume: bool = False, log: Log | None = None) 
         if path is None:
             raise ConfigError(f"--resume: no checkpoint under {checkpoints}")
         state, batch = load_checkpoint(path, model, learner.optimizer)
+        actor.sync()
     else:
-        _warm_start(config, policy, log)
-        batch, generated = _collect(config, policy, 0)
+        _initial_weights(config, actor, log)
+        actor.sync()
+        batch, generated = _collect(config, actor.policy, 0)
         state = {"step": 0, "generated": generated, "batch_generated": generated}
         save_checkpoint(checkpoints, 0, model, learner.optimizer, state, batch)
     metrics_log = MetricsLog(config.out, state["step"] if resume else None)
@@ -133,10 +157,10 @@ def train(config: TrainConfig, *, resume: bool = False, log: Log | None = None) 
         metrics_log.write(record)
         history.append(record)
         log(record)
-        batch, generated = _collect(config, policy, step + 1)  # sync: the module is shared
+        actor.sync()
+        batch, generated = _collect(config, actor.policy, step + 1)
         state = {"step": step + 1, "generated": state["generated"] + generated,
                  "batch_generated": generated}
         if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
             save_checkpoint(checkpoints, step + 1, model, learner.optimizer, state, batch)
-    policy.close()
     return history
