@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import RayHead, stop_ray, wait_until_gone
+from ray_helpers import RayHead, ray_processes, stop_ray, wait_until_gone
 from test_cli import TREEGYM, treegym
 
 from treegym import Tree, read_jsonl
@@ -48,8 +48,6 @@ def test_cli_rollout_on_a_cluster_by_address(ray_head: RayHead, tmp_path: Path) 
 
 def test_a_local_ray_run_leaves_no_ray_process(tmp_path: Path) -> None:
     """`--ray local` starts Ray for the run and stops all of it at the end."""
-    from conftest import ray_processes
-
     before = ray_processes()
     done = treegym("rollout", "treegym/Maze-v0", "--policy", "tiny", "--tasks", "1", "--m", "1",
                    "--max-tokens", "4", "--env-opt", "max_turns=1",

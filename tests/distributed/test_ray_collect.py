@@ -11,8 +11,8 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-from conftest import ray_processes
 from helpers import call
+from ray_helpers import ray_processes
 
 from treegym import Tree, read_jsonl
 from treegym.distributed import DistributedError, RayConfig, ray_collect

@@ -303,7 +303,7 @@ def test_owner_interrupted_or_killed_leaves_nothing(docker_client: Any, sig: int
         containers, images = labeled(docker_client, theirs)
         assert len(containers) == 2 and len(images) == 1
         owner.send_signal(sig)
-        owner.wait(timeout=60)
+        owner.wait(timeout=120)  # cleanup at exit removes containers and a committed image
     finally:
         owner.kill()
     if sig == signal.SIGKILL:
