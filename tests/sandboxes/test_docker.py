@@ -295,7 +295,10 @@ time.sleep(120)
 def test_owner_interrupted_or_killed_leaves_nothing(docker_client: Any, sig: int) -> None:
     """Ctrl-C cleans up at exit; after a SIGKILL the next process's sweep does."""
     owner = subprocess.Popen(
-        [sys.executable, "-c", OWNER_SCRIPT], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", OWNER_SCRIPT], stdout=subprocess.PIPE, text=True,
+        # a shell that ran us in the background made SIGINT ignored, and children inherit
+        # that; a user's Ctrl-C reaches a foreground process with the default action
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         assert owner.stdout is not None
