@@ -11,6 +11,7 @@ import shlex
 import shutil
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,8 +44,10 @@ class Pane:
 
     def tmux(self, *args: str) -> str:
         env = {**os.environ, "LANG": "C.UTF-8", "TERM": "xterm-256color"}
-        return subprocess.run([*self.base, *args], capture_output=True, text=True, check=True,
-                              env=env, timeout=30).stdout
+        done = subprocess.run([*self.base, *args], capture_output=True, text=True, env=env,
+                              timeout=30)
+        assert done.returncode == 0, f"tmux {' '.join(args[:1])} failed: {done.stderr.strip()}"
+        return done.stdout
 
     def screen(self) -> str:
         """The whole scrollback, wrapped lines joined."""
@@ -84,15 +87,13 @@ def pane_factory(request: pytest.FixtureRequest) -> Iterator:
     def start(*args: str) -> Pane:
         assert TREEGYM, "the treegym console script is not installed next to this python"
         pane = Pane(shlex.join([TREEGYM, "play", *args]),
-                    socket=f"treegym-test-{os.getpid()}-{len(panes)}")
+                    socket=f"treegym-test-{uuid.uuid4().hex[:12]}")
         panes.append(pane)
         return pane
 
     yield start
     for pane in panes:
         pane.kill()
-
-
 
 
 def test_play_maze_step_fork_back_switch_save(pane_factory, tmp_path: Path) -> None:

@@ -1,14 +1,18 @@
-"""`treegym rollout` and `treegym export` as a user runs them."""
+"""`treegym rollout` and `treegym export` as a user runs them, Ctrl-C included."""
 
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
-from test_cli import treegym
+from test_cli import TREEGYM, treegym
 
 from treegym import Tree, read_jsonl
+from treegym.sandboxes.local import worker_processes
 
 pytest.importorskip("transformers", reason="rollouts with the tiny model need the torch extra")
 
@@ -30,3 +34,30 @@ def test_rollout_prints_accounting_and_export_gives_chat(tmp_path: Path) -> None
     roles = [message["role"] for message in rows[0]["messages"]]
     assert roles[:2] == ["user", "assistant"]
     assert {"reward", "tools", "env_id"} <= set(rows[0])
+
+
+def test_ctrl_c_leaves_whole_trees_and_no_sandboxes(tmp_path: Path) -> None:
+    out = tmp_path / "trees.jsonl"
+    before = set(worker_processes())
+    args = ["rollout", "treegym/PyCalc-v0", "--mode", "chain", "--n", "2", "--policy", "tiny",
+            "--tasks", "400", "--max-tokens", "8", "--env-opt", "max_turns=3", "--out", str(out)]
+    # A user's terminal delivers SIGINT with its default action; a background CI shell may have
+    # left it ignored, and children inherit that, so restore the default in the child.
+    proc = subprocess.Popen([TREEGYM, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and (not out.exists() or not out.read_text()):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "treegym: interrupted"
+    finished = list(read_jsonl(out, Tree))
+    assert 1 <= len(finished) < 800
+    time.sleep(0.5)
+    assert set(worker_processes()) <= before, "sandbox workers outlived the interrupted run"
+    resumed = treegym(*args[:-2], "--tasks", "2", "--out", str(out), "--resume", "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    keys = [(t.task_index, t.tree_index) for t in read_jsonl(out, Tree)]
+    assert len(keys) == len(set(keys)) and {(i, j) for i in range(2) for j in range(2)} <= set(keys)
