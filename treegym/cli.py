@@ -256,6 +256,12 @@ def train(
     resume: bool = typer.Option(False, help="Continue from the latest checkpoint exactly."),
     compare: bool = typer.Option(False, help="Train chain and tree modes at the same token "
                                  "budget and plot reward against generated tokens."),
+    ray: str = typer.Option(None, "--ray", metavar="ADDRESS",
+                            help="Roll out on Ray workers: local (start Ray here), auto, or "
+                            "HOST:PORT; the learner stays in this process."),
+    workers: int = typer.Option(None, min=1, help="Ray rollout workers (with --ray)."),
+    weight_sync: str = typer.Option(None, help="sync, or one-step-off (rollouts run during "
+                                    "the update, one version behind; needs --ray)."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Collect → advantages → update → sync, with checkpoints and metrics."""
@@ -263,7 +269,14 @@ def train(
     from .train import train as run_train
     from .train.compare import compare as run_compare
 
-    cfg = load_config(config)
+    overrides: dict[str, object] = {}
+    if ray is not None:
+        overrides["ray"] = {"address": ray} | ({"workers": workers} if workers else {})
+    elif workers is not None:
+        raise typer.BadParameter("--workers needs --ray ADDRESS")
+    if weight_sync is not None:
+        overrides["weight_sync"] = weight_sync
+    cfg = load_config(config, **overrides)
 
     def show(record: dict[str, object]) -> None:
         if not as_json:

@@ -160,6 +160,10 @@ class Tree(Record):
     seed: int
     mode: Literal["tree", "chain"]
     policy: str
+    policy_version: int | None = Field(
+        None, description="Optimizer steps the rollout weights had seen; None outside training. "
+        "A trainer running one step off policy collects batch s with version s - 1."
+    )
     tools: list[dict[str, Any]] = Field(default_factory=list)
     prompt_ids: list[int]
     nodes: list[Node] = Field(default_factory=list)

@@ -157,3 +157,29 @@ def test_misuse_is_refused(hf: HFPolicy) -> None:
         hf.extend(ctx, [10**6])
     with pytest.raises(PolicyError, match="at least one"):
         hf.start([])
+
+
+def test_load_weights_swaps_the_model_in_place_or_refuses(tiny) -> None:
+    """What a Ray worker does with each new set of weights from the trainer."""
+    a, b = HFPolicy(tiny, device=DEVICE), HFPolicy(tiny, device=DEVICE)
+    try:
+        ids = prompt(a.tokenizer, 40)
+        before = a.generate([a.start(ids)], GREEDY)[0]
+        with torch.no_grad():
+            for p in b.model.parameters():
+                p.add_(torch.randn_like(p) * 0.05)
+        moved = b.generate([b.start(ids)], GREEDY)[0]
+        assert moved.logprobs != pytest.approx(before.logprobs, abs=1e-3)
+        a.load_weights(b.model.named_parameters())
+        assert a.generate([a.start(ids)], GREEDY)[0].logprobs == pytest.approx(moved.logprobs,
+                                                                               abs=1e-5)
+        named = list(b.model.named_parameters())
+        with pytest.raises(PolicyError, match="weights missing"):
+            a.load_weights(named[1:])
+        with pytest.raises(PolicyError, match="'nope' is not a weight"):
+            a.load_weights([("nope", named[0][1])])
+        with pytest.raises(PolicyError, match="has shape"):
+            a.load_weights([(named[0][0], named[0][1][:1])])
+    finally:
+        a.close()
+        b.close()

@@ -3,10 +3,11 @@
 `ray_collect` is `collect` spread over `RolloutWorker` actors: each owns its policy and
 its envs' sandboxes, finished trees stream back to the driver, which writes the JSONL
 as `collect` does. Ray is optional (`pip install 'treegym[ray]'`); nothing here imports
-it until a run starts. See docs/scaling.md for how far this scales and where it stops.
+it until a run starts. A trainer keeps a `WorkerPool` for its whole run and sends it
+each new set of weights. See docs/scaling.md for how far this scales and where it stops.
 """
 
-from .driver import RayConfig, plan_chunks, ray_collect
+from .driver import RayConfig, TreeSink, WorkerPool, plan_chunks, ray_collect
 from .routing import RoutedPolicy, make_worker_policy, split_endpoints
 from .session import DistributedError, ray_session, require_ray
 from .worker import RolloutJob, RolloutWorker
@@ -17,6 +18,8 @@ __all__ = [
     "RolloutJob",
     "RolloutWorker",
     "RoutedPolicy",
+    "TreeSink",
+    "WorkerPool",
     "make_worker_policy",
     "plan_chunks",
     "ray_collect",

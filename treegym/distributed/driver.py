@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,35 +51,109 @@ def plan_chunks(tasks: int, done: set[tuple[int, int]], trees_per_task: int,
     return [tuple(todo[i:i + size]) for i in range(0, len(todo), size)]
 
 
-def _start_workers(ray: Any, job: RolloutJob, cfg: RayConfig) -> list[Any]:
-    """The actors, each with its policy built; a worker that can't start is an error."""
-    actor = ray.remote(RolloutWorker).options(
-        num_cpus=cfg.cpus_per_worker, num_gpus=cfg.gpus_per_worker, max_restarts=0,
-        max_task_retries=0,
-    )
-    workers = [actor.remote(job, rank) for rank in range(cfg.workers)]
-    try:
-        ray.get([w.pid.remote() for w in workers], timeout=cfg.start_timeout)
-    except ray.exceptions.GetTimeoutError:
-        _stop_workers(ray, workers)
-        raise DistributedError(
-            f"{cfg.workers} rollout workers did not start within {cfg.start_timeout:g}s; the "
-            f"cluster has {ray.cluster_resources()}; ask for fewer workers or resources"
-        ) from None
-    except ray.exceptions.RayError as exc:
-        _stop_workers(ray, workers)
-        last = str(exc).strip().splitlines()[-1]
-        raise DistributedError(f"a rollout worker failed to start: {last}") from None
-    return workers
+class WorkerPool:
+    """Rollout workers started once and fed batch after batch.
 
+    `ray_collect` uses one for a single run; a trainer keeps one for all its steps and
+    sends every new set of weights to each worker with `set_weights`. A worker that dies
+    leaves the pool for good; its unfinished chunks go to the others.
+    """
 
-def _stop_workers(ray: Any, workers: Sequence[Any]) -> None:
-    """Let each worker free its policy, then end the actors; their sandboxes go with them."""
-    if not workers:
-        return
-    ray.wait([w.close.remote() for w in workers], num_returns=len(workers), timeout=30)
-    for worker in workers:
-        ray.kill(worker)
+    def __init__(self, ray: Any, job: RolloutJob, cfg: RayConfig) -> None:
+        self.ray, self.cfg = ray, cfg
+        self.trees_per_task = job.sampler.trees_per_task
+        actor = ray.remote(RolloutWorker).options(
+            num_cpus=cfg.cpus_per_worker, num_gpus=cfg.gpus_per_worker, max_restarts=0,
+            max_task_retries=0,
+        )
+        self.live = {rank: actor.remote(job, rank) for rank in range(cfg.workers)}
+        try:
+            ray.get([w.pid.remote() for w in self.live.values()], timeout=cfg.start_timeout)
+        except ray.exceptions.GetTimeoutError:
+            self.close()
+            raise DistributedError(
+                f"{cfg.workers} rollout workers did not start within {cfg.start_timeout:g}s; "
+                f"the cluster has {ray.cluster_resources()}; ask for fewer workers or resources"
+            ) from None
+        except ray.exceptions.RayError as exc:
+            self.close()
+            last = str(exc).strip().splitlines()[-1]
+            raise DistributedError(f"a rollout worker failed to start: {last}") from None
+
+    def set_weights(self, weights: dict[str, Any], version: int) -> None:
+        """Every live worker rolls out with `weights` from its next chunk on.
+
+        The weights go into the object store once and each worker reads them from there
+        (on another node, Ray copies them once per node, not once per worker).
+        """
+        ref = self.ray.put(weights)
+        calls = {rank: w.set_weights.remote(ref, version) for rank, w in self.live.items()}
+        for rank, call in calls.items():
+            try:
+                self.ray.get(call)
+            except self.ray.exceptions.RayActorError:
+                self._lost(rank, "while taking new weights")
+            except self.ray.exceptions.RayTaskError as exc:
+                raise DistributedError(f"worker {rank} could not take new weights: "
+                                       f"{exc.cause}") from None
+        if not self.live:
+            raise DistributedError("every rollout worker died; nothing left to take new weights")
+
+    def collect(self, tasks: int, *, seed: int, params: SamplingParams,
+                done: set[tuple[int, int]] | None = None,
+                take: Callable[[RolloutResult], None]) -> None:
+        """Roll out every tree of `tasks` tasks not in `done`; hand each chunk's result to
+        `take` as it arrives, exactly once per chunk."""
+        cfg = self.cfg
+        chunks = deque(plan_chunks(tasks, done or set(), self.trees_per_task,
+                                   cfg.tasks_per_call))
+        load: Counter[int] = Counter()
+        tries: Counter[tuple[int, ...]] = Counter()
+        running: dict[Any, tuple[int, tuple[int, ...]]] = {}  # ObjectRef -> (worker, chunk)
+        while chunks or running:
+            for w, worker in list(self.live.items()):
+                while chunks and load[w] < cfg.calls_in_flight:
+                    chunk = chunks.popleft()
+                    running[worker.rollout.remote(list(chunk), seed, params)] = (w, chunk)
+                    load[w] += 1
+            if not running:
+                raise DistributedError(
+                    f"every rollout worker died; {len(chunks)} chunks of tasks were not rolled "
+                    "out (the trees written so far are whole: rerun with --resume)"
+                )
+            [ref], _ = self.ray.wait(list(running), num_returns=1)
+            w, chunk = running.pop(ref)
+            load[w] -= 1
+            try:
+                result = self.ray.get(ref)
+            except self.ray.exceptions.RayActorError:
+                self._lost(w, f"rolling out tasks {list(chunk)}")
+                tries[chunk] += 1
+                if tries[chunk] > cfg.max_retries:
+                    raise DistributedError(
+                        f"tasks {list(chunk)} lost {tries[chunk]} workers; not retrying them again"
+                    ) from None
+                chunks.appendleft(chunk)
+                continue
+            except self.ray.exceptions.RayTaskError as exc:
+                raise DistributedError(
+                    f"rolling out tasks {list(chunk)} failed on worker {w}: {exc.cause!r}"
+                ) from None
+            take(result)
+
+    def _lost(self, rank: int, doing: str) -> None:
+        if self.live.pop(rank, None) is not None:
+            logger.warning("rollout worker %d died %s", rank, doing)
+
+    def close(self) -> None:
+        """Let each worker free its policy, then end the actors; their sandboxes go with them."""
+        workers = list(self.live.values())
+        self.live = {}
+        if workers:
+            self.ray.wait([w.close.remote() for w in workers], num_returns=len(workers),
+                          timeout=30)
+        for worker in workers:
+            self.ray.kill(worker)
 
 
 def ray_collect(
@@ -107,8 +181,7 @@ def ray_collect(
     require_ray()  # before touching `out`
     cfg = ray or RayConfig()
     job = RolloutJob(
-        env_id=env_id, policy=policy, sampler=sampler, seed=seed,
-        params=params or SamplingParams(), env_kwargs=dict(env_kwargs or {}),
+        env_id=env_id, policy=policy, sampler=sampler, env_kwargs=dict(env_kwargs or {}),
         policy_name=policy_name or (policy if isinstance(policy, str) else None),
         max_branches=max_branches,
     )
@@ -118,75 +191,47 @@ def ray_collect(
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text("")
     written = {(t.task_index, t.tree_index) for t in done_before}
-    chunks = deque(plan_chunks(tasks, written, sampler.trees_per_task, cfg.tasks_per_call))
-    trees: list[Tree] = []
-    stats = RolloutStats()
-
-    def take(result: RolloutResult) -> None:
-        for tree in result.trees:
-            key = (tree.task_index, tree.tree_index)
-            if key in written:
-                continue
-            written.add(key)
-            if out_path is not None:
-                append_tree(out_path, tree)
-            trees.append(tree)
-            stats.add_tree(tree)
-            if on_tree is not None:
-                on_tree(tree)
-        stats.generated_tokens += result.stats.generated_tokens
-        stats.prefilled_tokens += result.stats.prefilled_tokens
-        stats.cached_tokens += result.stats.cached_tokens
-        stats.gen_seconds += result.stats.gen_seconds
-
+    sink = TreeSink(out_path, written, on_tree)
+    if not plan_chunks(tasks, written, sampler.trees_per_task, 1):
+        return sink.result()
     with ray_session(cfg.address, cpus_wanted=cfg.workers * cfg.cpus_per_worker) as ray_mod:
-        workers = _start_workers(ray_mod, job, cfg) if chunks else []
+        pool = WorkerPool(ray_mod, job, cfg)
         start = time.perf_counter()
         try:
-            _schedule(ray_mod, workers, chunks, cfg, take)
+            pool.collect(tasks, seed=seed, params=params or SamplingParams(),
+                         done=set(written), take=sink.take)
         finally:
-            stats.wall_seconds = time.perf_counter() - start
-            _stop_workers(ray_mod, workers)
-    trees.sort(key=lambda t: (t.task_index, t.tree_index))
-    return RolloutResult(trees=trees, stats=stats)
+            sink.stats.wall_seconds = time.perf_counter() - start
+            pool.close()
+    return sink.result()
 
 
-def _schedule(ray: Any, workers: list[Any], chunks: deque[tuple[int, ...]], cfg: RayConfig,
-              take: Callable[[RolloutResult], None]) -> None:
-    """Keep every live worker fed until all chunks are in; re-queue a dead worker's chunks."""
-    live = dict(enumerate(workers))
-    load: Counter[int] = Counter()
-    tries: Counter[tuple[int, ...]] = Counter()
-    running: dict[Any, tuple[int, tuple[int, ...]]] = {}  # ObjectRef -> (worker, chunk)
-    while chunks or running:
-        while chunks and any(load[w] < cfg.calls_in_flight for w in live):
-            for w in live:
-                if chunks and load[w] < cfg.calls_in_flight:
-                    chunk = chunks.popleft()
-                    running[live[w].rollout.remote(list(chunk))] = (w, chunk)
-                    load[w] += 1
-        if not running:
-            raise DistributedError(
-                f"every rollout worker died; {len(chunks)} chunks of tasks were not rolled out "
-                "(the trees written so far are whole: rerun with --resume)"
-            )
-        [ref], _ = ray.wait(list(running), num_returns=1)
-        w, chunk = running.pop(ref)
-        load[w] -= 1
-        try:
-            result = ray.get(ref)
-        except ray.exceptions.RayActorError as exc:
-            if live.pop(w, None) is not None:
-                logger.warning("rollout worker %d died (%s)", w, type(exc).__name__)
-            tries[chunk] += 1
-            if tries[chunk] > cfg.max_retries:
-                raise DistributedError(
-                    f"tasks {list(chunk)} lost {tries[chunk]} workers; not retrying them again"
-                ) from None
-            chunks.appendleft(chunk)
-            continue
-        except ray.exceptions.RayTaskError as exc:
-            raise DistributedError(
-                f"rolling out tasks {list(chunk)} failed on worker {w}: {exc.cause!r}"
-            ) from None
-        take(result)
+class TreeSink:
+    """Where a driver puts the trees that come back: each (task, tree) once, fsynced to
+    `out` when given, with the workers' costs summed."""
+
+    def __init__(self, out: Path | None = None, written: set[tuple[int, int]] | None = None,
+                 on_tree: Callable[[Tree], None] | None = None) -> None:
+        self.out, self.on_tree = out, on_tree
+        self.written = set(written or ())
+        self.trees: list[Tree] = []
+        self.stats = RolloutStats()
+
+    def take(self, result: RolloutResult) -> None:
+        for tree in result.trees:
+            key = (tree.task_index, tree.tree_index)
+            if key in self.written:
+                continue
+            self.written.add(key)
+            if self.out is not None:
+                append_tree(self.out, tree)
+            self.trees.append(tree)
+            self.stats.add_tree(tree)
+            if self.on_tree is not None:
+                self.on_tree(tree)
+        for key in ("generated_tokens", "prefilled_tokens", "cached_tokens", "gen_seconds"):
+            setattr(self.stats, key, getattr(self.stats, key) + getattr(result.stats, key))
+
+    def result(self) -> RolloutResult:
+        return RolloutResult(trees=sorted(self.trees, key=lambda t: (t.task_index, t.tree_index)),
+                             stats=self.stats)

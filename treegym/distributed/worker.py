@@ -5,23 +5,29 @@ the envs and sandboxes of the tasks it is given, so trees never cross machines: 
 finished tree records travel back. It rolls out with the in-process `collect`, whose
 seeds come from each branch's place in its tree, so a task gives the same trees on any
 worker, in any batch, and again after a retry.
+
+A trainer keeps its workers for the whole run and sends each new set of weights through
+Ray's object store (`set_weights`); every tree then records the weights' version.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..policy import Policy, SamplingParams
+from ..policy import Policy, PolicyError, SamplingParams
 from ..rollout import RolloutResult, Sampler, collect
 from .routing import make_worker_policy
 
+if TYPE_CHECKING:
+    import torch
+
 
 class RolloutJob(BaseModel):
-    """Everything a worker needs to roll out any task of one run; sent once per worker."""
+    """What a worker keeps for every batch it rolls out; sent once per worker."""
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
@@ -31,8 +37,6 @@ class RolloutJob(BaseModel):
         "that builds the policy inside the worker."
     )
     sampler: Sampler
-    seed: int = 0
-    params: SamplingParams = Field(default_factory=SamplingParams)
     env_kwargs: dict[str, Any] = Field(default_factory=dict)
     policy_name: str | None = None
     max_branches: int = Field(32, ge=1, description="Live branches per worker.")
@@ -45,19 +49,32 @@ class RolloutWorker:
         self.job = job
         self.policy = (job.policy() if callable(job.policy)
                        else make_worker_policy(job.policy, rank))
+        self.version: int | None = None
 
     def pid(self) -> int:
         """The worker's process id; asking for it also waits until the policy is built."""
         return os.getpid()
 
-    def rollout(self, task_indices: list[int]) -> RolloutResult:
+    def rollout(self, task_indices: list[int], seed: int,
+                params: SamplingParams) -> RolloutResult:
         """Every tree of these tasks, with what they cost on this worker."""
         job = self.job
         return collect(
-            job.env_id, self.policy, job.sampler, task_indices, seed=job.seed,
-            params=job.params, env_kwargs=job.env_kwargs, policy_name=job.policy_name,
-            max_branches=job.max_branches,
+            job.env_id, self.policy, job.sampler, task_indices, seed=seed, params=params,
+            env_kwargs=job.env_kwargs, policy_name=job.policy_name,
+            policy_version=self.version, max_branches=job.max_branches,
         )
+
+    def set_weights(self, weights: dict[str, torch.Tensor], version: int) -> None:
+        """Roll out with `weights` (HF names) from now on; later trees record `version`."""
+        load = getattr(self.policy, "load_weights", None)
+        if load is None:
+            raise PolicyError(
+                f"the {self.policy.backend} policy cannot take new weights; training on Ray "
+                "needs a policy per worker (tiny, hf:PATH or vllm:PATH)"
+            )
+        load(weights.items())
+        self.version = version
 
     def close(self) -> None:
         self.policy.close()

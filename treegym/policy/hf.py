@@ -15,7 +15,7 @@ gets back its own unpadded KV.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -55,6 +55,30 @@ class HFPolicy(BasePolicy):
         ).to(self.device)
         self.model.eval()
         self._cache_cls = DynamicCache
+
+    @torch.no_grad()
+    def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Copy `weights` (HF checkpoint names, e.g. a learner's `named_parameters()`) into
+        the model in place, as a trainer does to a rollout worker's copy after each step.
+
+        Every parameter must be given, so a partial or misnamed state dict fails here rather
+        than rolling out with a mix of old and new weights. Contexts started before keep
+        KV computed under the old weights: sync between collections, not during one.
+        """
+        own = self.model.state_dict(keep_vars=True)  # tied weights appear under each name
+        given: set[str] = set()
+        for name, tensor in weights:
+            if name not in own:
+                raise PolicyError(f"load_weights: {name!r} is not a weight of this model")
+            if own[name].shape != tensor.shape:
+                raise PolicyError(f"load_weights: {name!r} has shape {tuple(tensor.shape)}, "
+                                  f"the model's is {tuple(own[name].shape)}")
+            own[name].copy_(tensor)
+            given.add(name)
+        missing = {name for name, _ in self.model.named_parameters()} - given
+        if missing:
+            raise PolicyError(f"load_weights: {len(missing)} weights missing, e.g. "
+                              f"{sorted(missing)[0]!r}; send the whole model")
 
     # -- the model, one context at a time ----------------------------------------------
 

@@ -12,6 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ..distributed import RayConfig
 from ..errors import ConfigError
 from ..learn import LossConfig, OptimConfig
 
@@ -51,6 +52,25 @@ class WarmStart(Strict):
     lr: float = Field(1e-3, gt=0)
 
 
+class LoraConfig(Strict):
+    """Train low-rank adapters (peft's LoRA) instead of every weight: far less optimizer
+    memory, and the base weights stay as loaded. Rollouts use base + adapters."""
+
+    r: int = Field(16, ge=1, description="Rank of each adapter.")
+    alpha: float = Field(32.0, gt=0, description="The update is scaled by alpha / r.")
+    dropout: float = Field(
+        0.0, ge=0.0, lt=1.0,
+        description="On the adapters' input while training only; rollouts never drop, so "
+        "anything above 0 makes the learner's log-probs differ from the sampler's.",
+    )
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj",
+                                 "gate_proj", "up_proj", "down_proj"],
+        min_length=1,
+        description="Names of the linear layers that get adapters (Llama-like by default).",
+    )
+
+
 class TrainConfig(Strict):
     env: str = Field(description="Registered env id, e.g. treegym/Maze-v0.")
     env_kwargs: dict[str, Any] = Field(default_factory=dict)
@@ -71,19 +91,33 @@ class TrainConfig(Strict):
     warm_start: WarmStart = Field(default_factory=WarmStart)
     init_weights: Path | None = Field(
         None, description="Start from these weights (safetensors), e.g. a shared warm start.")
+    ray: RayConfig | None = Field(
+        None, description="Roll out on Ray workers (docs/scaling.md); None runs in-process.")
+    weight_sync: Literal["sync", "one-step-off"] = Field(
+        "sync", description="sync: batch s+1 is rolled out with the weights of update s. "
+        "one-step-off: it is rolled out with the weights before update s, while the learner "
+        "runs update s (needs ray)."
+    )
     seed: int = 0
     out: Path = Path("runs/train")
     checkpoint_every: int = Field(1, ge=1)
+    lora: LoraConfig | None = Field(
+        None, description="Train LoRA adapters (needs peft); None trains every weight.")
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
         if self.advantage != "grpo" and self.rollout.mode == "chain":
             raise ValueError(f"advantage {self.advantage!r} needs rollout.mode 'tree'")
+        if self.weight_sync == "one-step-off" and self.ray is None:
+            raise ValueError("weight_sync 'one-step-off' needs ray: in-process the rollout "
+                             "policy is the module being trained, so it can't roll out during "
+                             "an update; set ray (or --ray local) or use weight_sync 'sync'")
         return self
 
 
 def load_config(path: str | Path, **overrides: Any) -> TrainConfig:
-    """Read YAML (or JSON) from `path`, apply top-level `overrides`, and validate."""
+    """Read YAML (or JSON) from `path`, apply `overrides` (a mapping amends the file's
+    section of that name, anything else replaces the value), and validate."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -95,7 +129,10 @@ def load_config(path: str | Path, **overrides: Any) -> TrainConfig:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of settings at the top level")
-    data.update(overrides)
+    for key, value in overrides.items():  # a section given on the command line amends the file's
+        section = data.get(key)
+        data[key] = {**section, **value} if isinstance(section, dict) and isinstance(
+            value, dict) else value
     try:
         return TrainConfig.model_validate(data)
     except ValidationError as exc:

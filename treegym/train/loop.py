@@ -1,10 +1,15 @@
 """The training loop: collect → advantages → update → sync, with exact resume.
 
-What "sync" means depends on the rollout backend; see actor.py.
+What "sync" means depends on the rollout backend (actor.py) and on where rollouts run
+(collector.py).
 
-Order within a step s: update on batch s, collect batch s + 1 with the new weights, then
-checkpoint (weights, optimizer, RNG, and batch s + 1). See checkpoint.py for why the next
-batch is part of the checkpoint.
+Order within a step s, with `weight_sync: sync`: update on batch s, sync, collect batch
+s + 1 with the new weights, then checkpoint (weights, optimizer, RNG, and batch s + 1).
+With `one-step-off`, batch s + 1 is collected on the Ray workers, with the weights from
+before update s, while the learner runs update s; then the workers get the new weights
+and the same checkpoint is written. Either way the checkpoint after step s holds the
+weights of version s + 1 and the batch the learner takes next, so resume is exact in
+both modes. See checkpoint.py for why the next batch is part of the checkpoint.
 """
 
 from __future__ import annotations
@@ -12,43 +17,22 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_model, save_model
 
 from ..errors import ConfigError
 from ..learn import ESTIMATORS, Learner, OptimConfig
-from ..policy import SamplingParams
 from ..records import Tree
 from .actor import Actor, make_actor
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .collector import Collector, make_collector
 from .config import TrainConfig
 from .demos import maze_demonstrations
 
 Log = Callable[[dict[str, Any]], None]
-
-
-def _sampler(config: TrainConfig):
-    from ..rollout import ChainSampler, TreeSampler
-
-    r = config.rollout
-    if r.mode == "chain":
-        return ChainSampler(n=r.n)
-    return TreeSampler(m=r.m, n=r.n, l=r.l, k=r.k, branch=r.branch)
-
-
-def _collect(config: TrainConfig, policy: Any, step: int) -> tuple[list[Tree], int]:
-    """Batch `step`: fresh tasks (reset seeds differ per step), seeded sampling."""
-    from ..rollout import collect
-
-    params = SamplingParams(temperature=config.temperature, max_tokens=config.max_new_tokens,
-                            seed=config.seed * 1_000_003 + step)
-    result = collect(config.env, policy, _sampler(config), config.tasks_per_step,
-                     seed=config.seed * 1_000_003 + (step + 1) * 10_000, params=params,
-                     env_kwargs=config.env_kwargs)
-    return result.trees, result.stats.generated_tokens
 
 
 def mean_reward(trees: list[Tree]) -> float:
@@ -59,7 +43,7 @@ def mean_reward(trees: list[Tree]) -> float:
 def _initial_weights(config: TrainConfig, actor: Actor, log: Log) -> None:
     """Load `init_weights` if given, then run the supervised warm start if configured."""
     if config.init_weights is not None:
-        load_model(actor.model, str(config.init_weights))
+        actor.load_full(config.init_weights)
     ws = config.warm_start
     if not ws.steps:
         return
@@ -73,13 +57,14 @@ def _initial_weights(config: TrainConfig, actor: Actor, log: Log) -> None:
 
 def warm_start_weights(config: TrainConfig, path: Path, log: Log | None = None) -> Path:
     """Run `config`'s warm start alone and save the weights to `path`, so several runs
-    (e.g. chain and tree in a comparison) can start from the very same policy."""
+    (e.g. chain and tree in a comparison) can start from the very same policy. Trained
+    LoRA adapters are merged in; each run then starts fresh ones on top."""
     torch.manual_seed(config.seed)
-    actor = make_actor(config.policy)
+    actor = make_actor(config.policy, config.lora)
     try:
         _initial_weights(config, actor, log or (lambda record: None))
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_model(actor.model, str(path))
+        actor.save_full(path)
     finally:
         actor.close()
     return path
@@ -113,7 +98,7 @@ class MetricsLog:
 def train(config: TrainConfig, *, resume: bool = False, log: Log | None = None) -> list[dict]:
     """Run (or resume) the loop; return the per-step metrics of this invocation."""
     torch.manual_seed(config.seed)
-    actor = make_actor(config.policy)
+    actor = make_actor(config.policy, config.lora)
     try:
         return _run(config, actor, resume, log or (lambda record: None))
     finally:
@@ -128,39 +113,59 @@ def _run(config: TrainConfig, actor: Actor, resume: bool, log: Log) -> list[dict
     learner = Learner(model, config.loss, config.optim, reference=reference,
                       max_tokens=config.max_tokens)
     checkpoints = config.out / "checkpoints"
-
     if resume:
         path = latest_checkpoint(checkpoints)
         if path is None:
             raise ConfigError(f"--resume: no checkpoint under {checkpoints}")
         state, batch = load_checkpoint(path, model, learner.optimizer)
-        actor.sync()
     else:
         _initial_weights(config, actor, log)
-        actor.sync()
-        batch, generated = _collect(config, actor.policy, 0)
-        state = {"step": 0, "generated": generated, "batch_generated": generated}
-        save_checkpoint(checkpoints, 0, model, learner.optimizer, state, batch)
+    collector = make_collector(config, actor)
+    try:
+        collector.sync(version=state["step"] if resume else 0)
+        if not resume:
+            batch, generated = collector.collect(0)
+            state = {"step": 0, "generated": generated, "batch_generated": generated}
+            save_checkpoint(checkpoints, 0, model, learner.optimizer, state, batch)
+        return _steps(config, learner, collector, state, batch, resume, log)
+    finally:
+        collector.close()
+
+
+def _steps(config: TrainConfig, learner: Learner, collector: Collector, state: dict[str, int],
+           batch: list[Tree], resume: bool, log: Log) -> list[dict]:
+    """Steps `state["step"]` up to `config.steps` (or the token budget)."""
     metrics_log = MetricsLog(config.out, state["step"] if resume else None)
     estimator = ESTIMATORS[config.advantage]
-
+    ahead = ThreadPoolExecutor(1) if config.weight_sync == "one-step-off" else None
     history = []
-    for step in range(state["step"], config.steps):
-        if config.token_budget and state["generated"] - state["batch_generated"] >= \
-                config.token_budget:
-            break
-        advantages = estimator(batch)
-        for _ in range(config.epochs):
-            metrics = learner.step(batch, advantages)
-        record = {"step": step, "reward": mean_reward(batch), "generated": state["generated"],
-                  "leaves": sum(len(t.kept) for t in batch), **metrics}
-        metrics_log.write(record)
-        history.append(record)
-        log(record)
-        actor.sync()
-        batch, generated = _collect(config, actor.policy, step + 1)
-        state = {"step": step + 1, "generated": state["generated"] + generated,
-                 "batch_generated": generated}
-        if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
-            save_checkpoint(checkpoints, step + 1, model, learner.optimizer, state, batch)
+    try:
+        for step in range(state["step"], config.steps):
+            if config.token_budget and state["generated"] - state["batch_generated"] >= \
+                    config.token_budget:
+                break
+            advantages = estimator(batch)
+            next_batch = ahead.submit(collector.collect, step + 1) if ahead else None
+            for _ in range(config.epochs):
+                metrics = learner.step(batch, advantages)
+            record = {"step": step, "reward": mean_reward(batch),
+                      "generated": state["generated"], "leaves": sum(len(t.kept) for t in batch),
+                      "policy_version": batch[0].policy_version, **metrics}
+            metrics_log.write(record)
+            history.append(record)
+            log(record)
+            if next_batch is not None:
+                batch, generated = next_batch.result()
+                collector.sync(version=step + 1)
+            else:
+                collector.sync(version=step + 1)
+                batch, generated = collector.collect(step + 1)
+            state = {"step": step + 1, "generated": state["generated"] + generated,
+                     "batch_generated": generated}
+            if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
+                save_checkpoint(config.out / "checkpoints", step + 1, learner.model,
+                                learner.optimizer, state, batch)
+    finally:
+        if ahead is not None:
+            ahead.shutdown(wait=False, cancel_futures=True)
     return history
