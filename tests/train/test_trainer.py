@@ -7,6 +7,7 @@ from safetensors.torch import load_file
 pytest.importorskip("transformers")
 rollout = pytest.importorskip("treegym.rollout")
 
+from treegym.policy import make_policy  # noqa: E402
 from treegym.train import ConfigError, TrainConfig, compare, load_config, train  # noqa: E402
 
 
@@ -49,6 +50,14 @@ def test_resume_is_exact(tmp_path):
         assert resumed[0][key] == history[1][key], key
     again = load_file(str(run / "checkpoints/step-000002/model.safetensors"))
     assert all(torch.equal(weights_after[k], again[k]) for k in weights_after)
+    # the trained policy is a Hugging Face checkpoint that `hf:DIR` loads as it is
+    policy = make_policy(f"hf:{run / 'policy'}")
+    try:
+        loaded = dict(policy.model.named_parameters())
+        assert loaded.keys() <= weights_after.keys()
+        assert all(torch.equal(loaded[k].detach(), weights_after[k]) for k in loaded)
+    finally:
+        policy.close()
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == [0, 1]
 

@@ -48,6 +48,7 @@ class HFPolicy(BasePolicy):
 
         opts = HFOptions(**options)
         super().__init__(load_tokenizer(path))
+        self.path = Path(path)  # a trainer copies its config and tokenizer next to new weights
         self.device = torch.device(opts.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.dtype = DTYPES[opts.dtype]
         self.model = AutoModelForCausalLM.from_pretrained(

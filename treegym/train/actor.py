@@ -15,6 +15,7 @@ into plain Hugging Face names, so a copy of the base model without peft can load
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,18 @@ class Actor:
                     continue
                 seen.add(key)
             yield hf, tensor
+
+    def save_pretrained(self, directory: Path) -> Path:
+        """Write the policy as trained so far as a Hugging Face checkpoint that `hf:DIR` or
+        `vllm:DIR` loads, for evaluation, benchmarks or further training: `weights()`
+        (LoRA merged) plus the config and tokenizer files of the checkpoint it started from."""
+        directory.mkdir(parents=True, exist_ok=True)
+        source = Path(self.policy.path)
+        for item in source.iterdir():
+            if item.is_file() and not item.name.startswith("model.safetensors"):
+                shutil.copy2(item, directory / item.name)
+        self.save_full(directory / "model.safetensors")
+        return directory
 
     def save_full(self, path: Path) -> None:
         """Write `weights()` to one safetensors file that `load_full` reads back, e.g. a

@@ -127,9 +127,11 @@ def _run(config: TrainConfig, actor: Actor, resume: bool, log: Log) -> list[dict
             batch, generated = collector.collect(0)
             state = {"step": 0, "generated": generated, "batch_generated": generated}
             save_checkpoint(checkpoints, 0, model, learner.optimizer, state, batch)
-        return _steps(config, learner, collector, state, batch, resume, log)
+        history = _steps(config, learner, collector, state, batch, resume, log)
     finally:
         collector.close()
+    actor.save_pretrained(config.out / "policy")
+    return history
 
 
 def _steps(config: TrainConfig, learner: Learner, collector: Collector, state: dict[str, int],
