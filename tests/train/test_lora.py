@@ -12,25 +12,17 @@ pytest.importorskip("transformers")
 rollout = pytest.importorskip("treegym.rollout")
 pytest.importorskip("peft", reason="LoRA needs peft: pip install 'treegym[lora]'")
 
+from train_helpers import assert_resume_is_exact, small  # noqa: E402
 from transformers import AutoModelForCausalLM  # noqa: E402
 
 from treegym.learn import Learner, OptimConfig  # noqa: E402
 from treegym.policy import SamplingParams  # noqa: E402
 from treegym.policy.tiny import tiny_path  # noqa: E402
-from treegym.train import ConfigError, TrainConfig, load_config, train  # noqa: E402
+from treegym.train import ConfigError, load_config  # noqa: E402
 from treegym.train.actor import make_actor  # noqa: E402
 from treegym.train.config import LoraConfig  # noqa: E402
 
 LORA = {"r": 4, "alpha": 8}
-
-
-def small(tmp_path, **over):
-    """test_trainer's small run, with LoRA."""
-    return TrainConfig(**{
-        "env": "treegym/Maze-v0", "env_kwargs": {"size": 2, "max_turns": 2},
-        "policy": "tiny", "tasks_per_step": 2, "rollout": {"mode": "chain", "n": 2},
-        "max_new_tokens": 8, "steps": 2, "out": tmp_path / "run", "lora": LORA, **over,
-    })
 
 
 def adapter(name: str) -> bool:
@@ -124,18 +116,8 @@ def test_full_weights_round_trip_into_base(tmp_path):
 
 
 def test_resume_is_exact_with_lora(tmp_path):
-    config = small(tmp_path)
-    history = train(config)
-    run = config.out
-    weights_after = load_file(str(run / "checkpoints/step-000002/model.safetensors"))
-    (run / "checkpoints/latest").write_text("step-000001")  # go back one step
-    resumed = train(config, resume=True)
-    assert [r["step"] for r in resumed] == [1]
-    for key in ("reward", "pg_loss", "grad_norm", "generated", "entropy"):
-        assert resumed[0][key] == history[1][key], key
-    again = load_file(str(run / "checkpoints/step-000002/model.safetensors"))
-    assert weights_after.keys() == again.keys() and any(map(adapter, again))
-    assert all(torch.equal(weights_after[k], again[k]) for k in weights_after)
+    again = assert_resume_is_exact(small(tmp_path, lora=LORA))
+    assert any(map(adapter, again))
     original = load_file(str(tiny_path() / "model.safetensors"))  # the base never trained
     base = {k.removeprefix("base_model.model.").replace(".base_layer", ""): v
             for k, v in again.items() if not adapter(k)}

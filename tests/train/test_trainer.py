@@ -2,21 +2,14 @@ import json
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 pytest.importorskip("transformers")
 rollout = pytest.importorskip("treegym.rollout")
 
+from train_helpers import assert_resume_is_exact, small  # noqa: E402
+
 from treegym.policy import make_policy  # noqa: E402
-from treegym.train import ConfigError, TrainConfig, compare, load_config, train  # noqa: E402
-
-
-def small(tmp_path, **over):
-    return TrainConfig(**{
-        "env": "treegym/Maze-v0", "env_kwargs": {"size": 2, "max_turns": 2},
-        "policy": "tiny", "tasks_per_step": 2, "rollout": {"mode": "chain", "n": 2},
-        "max_new_tokens": 8, "steps": 2, "out": tmp_path / "run", **over,
-    })
+from treegym.train import ConfigError, TrainConfig, compare, load_config  # noqa: E402
 
 
 def test_config_errors_are_clear(tmp_path):
@@ -40,16 +33,8 @@ def test_yaml_round_trip(tmp_path):
 
 def test_resume_is_exact(tmp_path):
     config = small(tmp_path)
-    history = train(config)
+    weights_after = assert_resume_is_exact(config)
     run = config.out
-    weights_after = load_file(str(run / "checkpoints/step-000002/model.safetensors"))
-    (run / "checkpoints/latest").write_text("step-000001")  # go back one step
-    resumed = train(config, resume=True)
-    assert [r["step"] for r in resumed] == [1]
-    for key in ("reward", "pg_loss", "grad_norm", "generated", "entropy"):
-        assert resumed[0][key] == history[1][key], key
-    again = load_file(str(run / "checkpoints/step-000002/model.safetensors"))
-    assert all(torch.equal(weights_after[k], again[k]) for k in weights_after)
     # the trained policy is a Hugging Face checkpoint that `hf:DIR` loads as it is
     policy = make_policy(f"hf:{run / 'policy'}")
     try:
