@@ -21,10 +21,12 @@ import pytest
 pytest.importorskip("transformers")
 pytest.importorskip("treegym.rollout")
 
+from train_helpers import small  # noqa: E402
+
 from treegym.learn import ESTIMATORS  # noqa: E402
 from treegym.learn.advantages import Advantages  # noqa: E402
 from treegym.records import Tree  # noqa: E402
-from treegym.train import TrainConfig, train  # noqa: E402
+from treegym.train import train  # noqa: E402
 from treegym.train.actor import Actor  # noqa: E402
 
 # The engine options of the vLLM policy tests: fp32 like the learner, small and quick to start.
@@ -53,7 +55,9 @@ def alternating(trees: list[Tree]) -> Advantages:
             for i, tree in enumerate(trees)]
 
 
-def test_each_batch_is_sampled_with_the_learners_weights(tmp_path: Path, monkeypatch) -> None:
+def test_each_batch_is_sampled_with_the_learners_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
     require_vllm()
     monkeypatch.setitem(ESTIMATORS, "grpo", alternating)
     sync = Actor.sync
@@ -66,11 +70,9 @@ def test_each_batch_is_sampled_with_the_learners_weights(tmp_path: Path, monkeyp
             sync(actor)
 
     monkeypatch.setattr(Actor, "sync", sync_but_the_last)
-    config = TrainConfig(
-        env="treegym/Maze-v0", env_kwargs={"size": 2, "max_turns": 2}, policy=SPEC,
-        tasks_per_step=2, rollout={"mode": "chain", "n": 2}, max_new_tokens=8, steps=STEPS,
-        temperature=1.0, optim={"lr": 1e-2}, out=tmp_path / "run",
-    )
+    # lr 1e-2 moves the weights far in one step; at temperature 1 vLLM's raw log-probs are
+    # those of the distribution it sampled from, so the learner's are comparable.
+    config = small(tmp_path, policy=SPEC, steps=STEPS, temperature=1.0, optim={"lr": 1e-2})
     history = train(config)
     gaps = [record["logprob_gap"] for record in history]
     print("logprob_gap per step:", gaps)

@@ -73,7 +73,8 @@ def sequence_loss(
     weight = below @ scale  # each token's share of the aggregation, for metrics and KL
     n_pos, n_neg = below @ ((adv > 0) * scale), below @ ((adv < 0) * scale)
 
-    ratio = torch.exp(logp - seq.old_logprobs.to(device))
+    old = seq.old_logprobs.to(device)
+    ratio = torch.exp(logp - old)
     clipped = ratio.clamp(1 - config.clip_low, 1 + config.clip_high)
     gain = w_pos * torch.minimum(ratio, clipped) - w_neg * torch.maximum(ratio, clipped)
     loss = -gain.sum()
@@ -83,6 +84,10 @@ def sequence_loss(
         metrics["clip_frac"] = float(clip_hits.sum())
         metrics["entropy"] = float((weight * entropy).sum())
         metrics["ratio"] = float((weight * ratio).sum())
+        # Mean |logp - old| shows whether the rollout engine sampled with the weights the
+        # learner has: at the first epoch only numerics separate them, so a stale or broken
+        # weight sync (e.g. into vLLM) shows up as a large gap.
+        metrics["logprob_gap"] = float((weight * (logp - old).abs()).sum())
     if ref_logp is not None:
         delta = ref_logp - logp
         k3 = (torch.exp(delta) - delta - 1) * weight
