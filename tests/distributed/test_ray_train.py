@@ -1,15 +1,18 @@
 """`train` with rollouts on Ray workers: the in-process run again in sync mode, rollouts one
-update behind in one-step-off mode, exact resume, and `treegym train --ray` leaving no
-Ray process behind."""
+update behind in one-step-off mode, exact resume, and `treegym train --ray` surviving
+Ctrl-C with no Ray process left behind."""
 
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 from ray_helpers import ray_processes, wait_until_gone
-from test_cli import treegym
+from test_cli import TREEGYM, treegym
 
 from treegym import Tree, read_jsonl
 from treegym.distributed import RayConfig
@@ -70,19 +73,45 @@ def test_one_step_off_needs_ray(tmp_path: Path) -> None:
         load_config(bad)
 
 
-def test_cli_train_on_local_ray_leaves_no_ray_process(tmp_path: Path) -> None:
-    config = tmp_path / "train.yaml"
-    config.write_text(
-        "env: treegym/Maze-v0\nenv_kwargs: {size: 2, max_turns: 2}\npolicy: tiny\n"
-        "tasks_per_step: 2\nrollout: {mode: chain, n: 2}\nmax_new_tokens: 8\nsteps: 2\n"
-        f"weight_sync: one-step-off\nout: {tmp_path / 'run'}\n"
-    )
+def test_cli_train_on_ray_survives_ctrl_c_and_resumes(tmp_path: Path) -> None:
+    """Ctrl-C mid-run (one-step-off, so a rollout is in flight during the update): exit
+    130, whole checkpoints, no Ray process left; `--resume` then carries on."""
+    run = tmp_path / "run"
+
+    def config(steps: int) -> Path:
+        path = tmp_path / f"train-{steps}.yaml"
+        path.write_text(
+            "env: treegym/Maze-v0\nenv_kwargs: {size: 2, max_turns: 2}\npolicy: tiny\n"
+            "tasks_per_step: 2\nrollout: {mode: chain, n: 2}\nmax_new_tokens: 8\n"
+            f"steps: {steps}\nweight_sync: one-step-off\nout: {run}\n"
+        )
+        return path
+
     before = ray_processes()
-    done = treegym("train", str(config), "--ray", "local", "--workers", "1", "--json")
-    assert done.returncode == 0, done.stderr
-    summary = json.loads(done.stdout.strip().splitlines()[-1])
-    assert summary["step"] == 1 and summary["policy_version"] == 0
-    assert wait_until_gone(before) == {}, "Ray processes outlived the training run"
-    without_ray = treegym("train", str(config), "--json")
+    args = ["train", str(config(1000)), "--ray", "local", "--workers", "1"]
+    # A user's terminal delivers SIGINT with its default action; a background CI shell may
+    # have left it ignored, and children inherit that, so restore the default in the child.
+    proc = subprocess.Popen([TREEGYM, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    metrics = run / "metrics.jsonl"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None and (
+            not metrics.exists() or len(metrics.read_text().splitlines()) < 2):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "treegym: interrupted"
+    assert wait_until_gone(before) == {}, "Ray processes outlived the interrupted run"
+    last = int((run / "checkpoints/latest").read_text().removeprefix("step-"))
+    assert last >= 1
+    resumed = treegym("train", str(config(last + 1)), "--resume", "--ray", "local",
+                      "--workers", "1", "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout.strip().splitlines()[-1])
+    assert summary["step"] == last and summary["policy_version"] == last - 1
+    assert wait_until_gone(before) == {}, "Ray processes outlived the resumed run"
+    without_ray = treegym("train", str(config(last + 1)), "--json")
     assert without_ray.returncode != 0
     assert "one-step-off' needs ray" in without_ray.stderr
