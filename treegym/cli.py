@@ -277,19 +277,29 @@ def train(
     if weight_sync is not None:
         overrides["weight_sync"] = weight_sync
     cfg = load_config(config, **overrides)
+    from rich.progress import Progress
 
-    def show(record: dict[str, object]) -> None:
-        if not as_json:
+    with Progress(console=console, disable=as_json) as bar:
+        # the token budget, when set, is what ends a run (and each run of a comparison)
+        job = bar.add_task("training", total=cfg.token_budget or cfg.steps)
+
+        def show(record: dict[str, object]) -> None:
+            if as_json:
+                return
             shown = {k: v for k, v in record.items() if isinstance(v, (int, float, str))}
-            console.print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                   for k, v in shown.items()), markup=False)
+            bar.console.print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                       for k, v in shown.items()), markup=False)
+            if record.get("phase") != "warm_start":
+                done = record["generated"] if cfg.token_budget else record["step"] + 1
+                label = f"{record.get('mode', 'train')} · reward {record['reward']:.3f}"
+                bar.update(job, completed=done, description=label)
 
-    if compare:
-        histories = run_compare(cfg, log=show)
-        summary = {mode: history[-1] if history else {} for mode, history in histories.items()}
-    else:
-        history = run_train(cfg, resume=resume, log=show)
-        summary = history[-1] if history else {}
+        if compare:
+            histories = run_compare(cfg, log=show)
+            summary = {mode: h[-1] if h else {} for mode, h in histories.items()}
+        else:
+            history = run_train(cfg, resume=resume, log=show)
+            summary = history[-1] if history else {}
     print(json.dumps(summary, default=str))
 
 
