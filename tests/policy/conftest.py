@@ -86,7 +86,8 @@ def vllm_server(need_vllm: None, tiny: Path, tmp_path_factory: pytest.TempPathFa
         "--enforce-eager", "--enable-prefix-caching", "--enable-prompt-tokens-details",
         "--max-logprobs", "20", "--seed", "0",
     ]  # fmt: skip
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
+    # dev mode adds the routes a trainer updates weights through (/collective_rpc, ...)
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_SERVER_DEV_MODE": "1"}
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"

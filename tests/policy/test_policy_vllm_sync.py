@@ -1,18 +1,23 @@
-"""Weight sync into the in-process vLLM engine: after `load_weights`, vLLM decodes greedily
-exactly what transformers decodes with the same new weights.
+"""Weight sync into vLLM, in-process and behind `vllm serve`: after `load_weights`, vLLM
+decodes greedily exactly what transformers decodes with the same new weights.
 
-It borrows the session's engine and puts the original weights back afterwards (itself a
-second sync, checked the same way), so the other vLLM tests see the model they expect.
+Each test borrows a session engine or server and puts the original weights back
+afterwards (itself a second sync, checked the same way), so the other vLLM tests see the
+model they expect.
 """
 
 from __future__ import annotations
 
 import copy
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
 import torch
 from policy_helpers import prompt
 
-from treegym.policy import SamplingParams
+from treegym.policy import PolicyError, SamplingParams, make_policy
 
 GREEDY = SamplingParams(temperature=0, max_tokens=12)
 
@@ -21,10 +26,11 @@ def _greedy(policy, prompts: list[list[int]]) -> list[list[int]]:
     return [g.ids for g in policy.generate([policy.start(p) for p in prompts], GREEDY)]
 
 
-def test_greedy_matches_hf_after_sync(vllm_policy, hf) -> None:
+def _check_sync(policy, hf) -> None:
+    """Perturb `hf`'s weights, load them into `policy`, compare greedy outputs, restore."""
     tok = hf.tokenizer
     prompts = [prompt(tok, n, salt=f"{n} ") for n in (20, 150)]
-    before = _greedy(vllm_policy, prompts)  # also fills the prefix cache under old weights
+    before = _greedy(policy, prompts)  # also fills the prefix cache under old weights
     original = copy.deepcopy(hf.model.state_dict())
     try:
         with torch.no_grad():
@@ -33,10 +39,92 @@ def test_greedy_matches_hf_after_sync(vllm_policy, hf) -> None:
                 param.add_(0.5 * param.std() * torch.randn_like(param))
         expected = _greedy(hf, prompts)
         assert expected != before, "the perturbation should change the greedy output"
-        vllm_policy.load_weights(hf.model.named_parameters())
-        assert _greedy(vllm_policy, prompts) == expected
+        policy.load_weights(hf.model.named_parameters())
+        assert _greedy(policy, prompts) == expected
     finally:
         hf.model.load_state_dict(original)
-        vllm_policy.load_weights(hf.model.named_parameters())
-    assert _greedy(vllm_policy, prompts) == before == _greedy(hf, prompts)
+        policy.load_weights(hf.model.named_parameters())
+    assert _greedy(policy, prompts) == before == _greedy(hf, prompts)
 
+
+def test_greedy_matches_hf_after_sync(vllm_policy, hf) -> None:
+    _check_sync(vllm_policy, hf)
+
+
+def test_a_server_takes_new_weights_through_its_routes(vllm_server, tiny, hf) -> None:
+    """`vllm serve` in dev mode: /collective_rpc reload_weights, then /reset_prefix_cache."""
+    policy = make_policy(f"openai:{vllm_server}#{tiny}")
+    try:
+        _check_sync(policy, hf)
+        stage = policy._stage.path
+        assert stage is not None and (stage / "model.safetensors").exists()
+    finally:
+        policy.close()
+    assert not stage.exists(), "close() leaves no staged weights behind"
+
+
+class _ModelsOnly(BaseHTTPRequestHandler):
+    """Stands in for a hosted OpenAI-compatible API (outside this machine): it lists a
+    model and has no weight-update route, so everything else is 404."""
+
+    model = ""
+
+    def do_GET(self) -> None:  # noqa: N802 - the http.server hook's name
+        body = json.dumps({"data": [{"id": self.model}]}).encode()
+        self.send_response(200 if self.path == "/v1/models" else 404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.send_response(404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_server_without_the_route_is_named(tiny, hf) -> None:
+    _ModelsOnly.model = str(tiny)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ModelsOnly)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    policy = make_policy(f"openai:http://127.0.0.1:{server.server_port}#{tiny}")
+    try:
+        with pytest.raises(PolicyError, match="no weight-update route.*VLLM_SERVER_DEV_MODE=1"):
+            policy.load_weights(hf.model.named_parameters())
+    finally:
+        policy.close()
+        server.shutdown()
+        server.server_close()
+
+
+def test_training_through_a_server_keeps_it_in_sync(vllm_server, tiny, hf, tmp_path) -> None:
+    """`train()` with an `openai:` policy: the learner starts from the served checkpoint,
+    and after the run the server decodes what the trained weights decode."""
+    from treegym.train import TrainConfig, train
+
+    spec = f"openai:{vllm_server}#{tiny}"
+    config = TrainConfig(
+        env="treegym/Maze-v0", env_kwargs={"size": 2, "max_turns": 2}, policy=spec,
+        tasks_per_step=2, rollout={"mode": "chain", "n": 2}, max_new_tokens=8, steps=1,
+        warm_start={"steps": 1, "episodes": 2, "lr": 1e-2}, out=tmp_path / "run",
+    )
+    policy = make_policy(spec)
+    prompts = [prompt(hf.tokenizer, 40)]
+    try:
+        before = _greedy(policy, prompts)
+        history = train(config)
+        assert history[0]["logprob_gap"] < 1e-3  # batch 0 was sampled with the learner's weights
+        trained = make_policy(f"hf:{config.out / 'policy'}")
+        try:
+            expected = _greedy(trained, prompts)
+        finally:
+            trained.close()
+        assert expected != before, "the warm start should change the greedy output"
+        assert _greedy(policy, prompts) == expected
+    finally:
+        policy.load_weights(hf.model.named_parameters())  # the session server's model again
+        policy.close()

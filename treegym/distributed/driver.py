@@ -80,13 +80,14 @@ class WorkerPool:
             last = str(exc).strip().splitlines()[-1]
             raise DistributedError(f"a rollout worker failed to start: {last}") from None
 
-    def set_weights(self, weights: dict[str, Any], version: int) -> None:
-        """Every live worker rolls out with `weights` from its next chunk on.
+    def set_weights(self, weights: dict[str, Any] | None, version: int) -> None:
+        """Every live worker rolls out with `weights` from its next chunk on (None: the
+        shared servers they route to already have them; only the version changes).
 
         The weights go into the object store once and each worker reads them from there
         (on another node, Ray copies them once per node, not once per worker).
         """
-        ref = self.ray.put(weights)
+        ref = self.ray.put(weights) if weights is not None else None
         calls = {rank: w.set_weights.remote(ref, version) for rank, w in self.live.items()}
         for rank, call in calls.items():
             try:

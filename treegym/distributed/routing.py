@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from ..policy import Context, Generation, Ledger, Policy, PolicyError, SamplingParams, make_policy
+
+if TYPE_CHECKING:
+    import torch
 
 _ENDPOINT_SPLIT = re.compile(r",(?=openai:)")
 
@@ -44,6 +48,11 @@ class RoutedPolicy:
             total.add(prefilled=policy.ledger.prefilled, cached=policy.ledger.cached,
                       generated=policy.ledger.generated)
         return total
+
+    @property
+    def path(self) -> object:
+        """The first server's checkpoint, which a trainer's learner starts from."""
+        return self.policies[0].path
 
     def server_of(self, ctx: Context) -> int:
         try:
@@ -102,6 +111,15 @@ class RoutedPolicy:
         if entry is not None:
             self._live[entry[1]] -= 1
             self.policies[entry[1]].release(ctx)
+
+    def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Every server takes the new weights (each must have a weight-update route)."""
+        weights = list(weights)
+        for policy in self.policies:
+            load = getattr(policy, "load_weights", None)
+            if load is None:
+                raise PolicyError(f"the {policy.backend} policy cannot take new weights")
+            load(weights)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

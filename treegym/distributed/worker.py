@@ -65,13 +65,17 @@ class RolloutWorker:
             policy_version=self.version, max_branches=job.max_branches,
         )
 
-    def set_weights(self, weights: dict[str, torch.Tensor], version: int) -> None:
-        """Roll out with `weights` (HF names) from now on; later trees record `version`."""
+    def set_weights(self, weights: dict[str, torch.Tensor] | None, version: int) -> None:
+        """Roll out with `weights` (HF names) from now on; later trees record `version`.
+        None: the driver already sent them to the shared servers this worker routes to."""
+        if weights is None:
+            self.version = version
+            return
         load = getattr(self.policy, "load_weights", None)
         if load is None:
             raise PolicyError(
-                f"the {self.policy.backend} policy cannot take new weights; training on Ray "
-                "needs a policy per worker (tiny, hf:PATH or vllm:PATH)"
+                f"the {self.policy.backend} policy cannot take new weights; train with tiny, "
+                "hf:PATH, vllm:PATH or openai: endpoints"
             )
         load(weights.items())
         self.version = version

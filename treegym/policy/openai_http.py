@@ -13,6 +13,12 @@ clear message rather than trained on ids it never sampled.
 
 The async client runs on its own event-loop thread, so the sync methods work from
 plain scripts and from inside someone else's event loop alike.
+
+A trainer can update a vLLM server's weights in place (`load_weights`) through the
+server's own routes: the weights are staged as safetensors in a directory the server
+can read, `/collective_rpc` runs `reload_weights` on every worker, and
+`/reset_prefix_cache` drops KV computed under the old weights. Those routes exist only
+when the server runs with VLLM_SERVER_DEV_MODE=1; without them the error says so.
 """
 
 from __future__ import annotations
@@ -20,9 +26,9 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
@@ -36,6 +42,10 @@ from .base import (
     topk_entropy,
 )
 from .chat import load_tokenizer
+from .weight_stage import WeightStage
+
+if TYPE_CHECKING:
+    import torch
 
 
 class OpenAIOptions(BaseModel):
@@ -50,6 +60,10 @@ class OpenAIOptions(BaseModel):
     backoff: float = Field(0.5, ge=0, description="First retry delay; doubles each time.")
     concurrency: int = Field(64, ge=1, description="Requests in flight at once.")
     topk: int = Field(20, ge=1, le=20, description="Log-probs per step, for entropy.")
+    weights_dir: str | None = Field(
+        None, description="Where load_weights stages weights for the server to read; it must "
+        "see the same path (default: a new temporary directory, for a server on this host)."
+    )
 
 
 def _base_url(url: str) -> str:
@@ -68,8 +82,10 @@ class OpenAIPolicy(ServerCachedPolicy):
                 f"openai:{url}#{model} needs a local tokenizer to render chats and decode ids; "
                 "pass ?tokenizer=PATH (MODEL is used when it is a local directory)"
             )
-        super().__init__(load_tokenizer(Path(tokenizer_dir).expanduser()))
+        self.path = Path(tokenizer_dir).expanduser()  # a trainer's learner starts from it
+        super().__init__(load_tokenizer(self.path))
         self.url, self.model, self.opts = _base_url(url), model, opts
+        self._stage = WeightStage(opts.weights_dir)  # where load_weights leaves weights
         api_key = opts.api_key or os.environ.get("OPENAI_API_KEY")
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._loop = asyncio.new_event_loop()
@@ -208,10 +224,31 @@ class OpenAIPolicy(ServerCachedPolicy):
             )
         return gens
 
+    def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Replace the server's weights in place with `weights` (HF checkpoint names) and
+        drop its prefix cache; see the module docstring for the routes this takes."""
+        stage = self._stage.write(weights)
+        root = self.url.removesuffix("/v1")
+        try:
+            self._run(self._request("POST", f"{root}/collective_rpc", {
+                "method": "reload_weights", "kwargs": {"weights_path": str(stage)},
+            }))
+        except PolicyError as exc:
+            if " 404" not in str(exc) and " 405" not in str(exc):
+                raise
+            raise PolicyError(
+                f"{root} has no weight-update route (/collective_rpc); a vLLM server has it "
+                "when started with VLLM_SERVER_DEV_MODE=1"
+            ) from None
+        reset = self._run(self._request("POST", f"{root}/reset_prefix_cache"))
+        if not reset.get("success", False):
+            raise PolicyError(f"{root} refused to reset its prefix cache after a weight sync")
+
     def close(self) -> None:
         """Close the client and stop the loop thread. Safe to call more than once."""
         if self._loop.is_closed():
             return
+        self._stage.close()
         client = getattr(self, "_client", None)
         if client is not None:
             self._run(client.aclose())

@@ -21,8 +21,6 @@ under the old weights must not be reused.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -38,6 +36,7 @@ from .base import (
     topk_entropy,
 )
 from .chat import load_tokenizer
+from .weight_stage import WeightStage
 
 if TYPE_CHECKING:
     import torch
@@ -72,7 +71,7 @@ class VLLMPolicy(ServerCachedPolicy):
         opts = VLLMOptions(**options)
         super().__init__(load_tokenizer(path))
         self.path = Path(path)  # a trainer loads the same checkpoint into its learner
-        self._sync_dir: Path | None = None  # where load_weights stages weights for the workers
+        self._stage = WeightStage()  # where load_weights leaves weights for the workers
         try:
             from vllm import LLM
         except ImportError as exc:
@@ -156,18 +155,12 @@ class VLLMPolicy(ServerCachedPolicy):
         """Replace the engine's weights in place with `weights`, named as in the HF checkpoint
         (e.g. a learner's `named_parameters()`), and forget the KV cached under the old ones.
 
-        The workers are other processes and tensors in an RPC's arguments arrive as lists,
-        so the weights travel as one safetensors file that the workers read.
+        The weights travel as one safetensors file that the workers read (weight_stage.py).
         """
-        from safetensors.torch import save_file
-
         if self.llm is None:
             raise PolicyError("load_weights after close(): the engine is shut down")
-        if self._sync_dir is None:
-            self._sync_dir = Path(tempfile.mkdtemp(prefix="treegym-sync-"))
-        save_file({name: t.detach().to("cpu").contiguous() for name, t in weights},
-                  str(self._sync_dir / "model.safetensors"))
-        self.llm.collective_rpc("reload_weights", kwargs={"weights_path": str(self._sync_dir)})
+        stage = self._stage.write(weights)
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_path": str(stage)})
         if not self.llm.reset_prefix_cache():
             raise PolicyError("vLLM refused to reset its prefix cache after a weight sync")
 
@@ -182,6 +175,5 @@ class VLLMPolicy(ServerCachedPolicy):
             if shutdown is not None:
                 shutdown()
             self.llm = None
-        if getattr(self, "_sync_dir", None) is not None:
-            shutil.rmtree(self._sync_dir, ignore_errors=True)
-            self._sync_dir = None
+        if hasattr(self, "_stage"):
+            self._stage.close()

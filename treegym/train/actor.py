@@ -24,8 +24,9 @@ from typing import Any
 
 import torch
 
+from ..distributed.routing import make_worker_policy
 from ..errors import ConfigError
-from ..policy import Policy, make_policy
+from ..policy import Policy, PolicyError, make_policy
 from .config import LoraConfig
 
 _ADAPTER_PREFIX = "lora_"  # peft keeps LoRA's own parameters under lora_A, lora_B, ...
@@ -173,16 +174,25 @@ def make_actor(spec: str, lora: LoraConfig | None = None) -> Actor:
     """The actor for policy spec `spec`: `tiny`, `hf:PATH?...` or `vllm:PATH?...`; with
     `lora`, the learner trains LoRA adapters on a frozen base model."""
     peft = _peft() if lora is not None else None  # before any model loads
-    policy = make_policy(spec)
+    policy = make_worker_policy(spec)  # one policy, or a route over openai: endpoints
     if policy.backend == "hf":
         actor = Actor(policy, policy.model, policy.tokenizer)
-    elif policy.backend == "vllm":
-        learner = make_policy(f"hf:{policy.path}", dtype="fp32")
+    elif policy.backend in ("vllm", "openai", "routed"):
+        try:
+            learner = make_policy(f"hf:{policy.path}", dtype="fp32")
+        except (PolicyError, OSError) as exc:
+            policy.close()
+            raise ConfigError(
+                f"policy {spec!r}: the learner trains a transformers copy of the served "
+                f"checkpoint and could not load one from {policy.path}: {exc}"
+                + (" (for openai: pass ?tokenizer=PATH of the served checkpoint)"
+                   if policy.backend != "vllm" else "")
+            ) from None
         actor = Actor(policy, learner.model, learner.tokenizer, learner)
     else:
         policy.close()
         raise ConfigError(f"policy {spec!r}: the trainer needs weights it can update: "
-                          "tiny, hf:PATH or vllm:PATH")
+                          "tiny, hf:PATH, vllm:PATH or openai: endpoints")
     if peft is not None and lora is not None:
         try:
             actor.model = _with_lora(peft, actor.model, lora)

@@ -5,7 +5,8 @@ the step and each branch's seed on its place in its tree. So `ray:` in the confi
 rollouts to other processes and machines without changing what the learner sees.
 
 A collector rolls out with the weights of its last `sync`. With Ray those weights are
-the actor's `weights()`, put once in Ray's object store and read by every worker.
+the actor's `weights()`, put once in Ray's object store and read by every worker; with
+shared `openai:` servers the driver sends them to each server once instead.
 """
 
 from __future__ import annotations
@@ -99,6 +100,10 @@ class RayCollector:
             raise
 
     def sync(self, version: int) -> None:
+        if self.actor.policy.backend in ("openai", "routed"):  # servers every worker shares
+            self.actor.sync()
+            self.pool.set_weights(None, version)
+            return
         weights = {name: t.detach().to("cpu") for name, t in self.actor.weights()}
         self.pool.set_weights(weights, version)
 
