@@ -190,3 +190,22 @@ def test_trees_do_not_depend_on_batching(tiny: object) -> None:
     together, apart = ([(t.task_index, t.tree_index, [(n.parent, n.action_ids) for n in t.nodes])
                         for t in trees] for trees in runs)
     assert together == apart
+
+
+def test_a_branch_sees_its_whole_path(tiny: object) -> None:
+    """Each node's action was sampled from exactly the context the learner rebuilds for it:
+    the prompt and every action and observation on its path, so scoring the recorded
+    leaves gives back the recorded log-probs. A branch forked before its parent's
+    observation was appended would be off by a wide margin here."""
+    from treegym.learn.forward import score
+    from treegym.learn.packing import rows
+
+    result = collect("treegym/Maze-v0", tiny, TreeSampler(m=1, n=3, l=2, k=None), tasks=2,
+                     params=SamplingParams(max_tokens=8, seed=5), env_kwargs={"max_turns": 3})
+    trees = result.trees
+    assert any(n.parent is not None and n.branch != trees[0].nodes[0].branch
+               for t in trees for n in t.nodes), "some expansion should start below the root"
+    tiny.model.eval()
+    for seq in rows(trees):
+        logp, _ = score(tiny.model, seq)
+        assert (logp.detach() - seq.old_logprobs).abs().max().item() < 1e-3

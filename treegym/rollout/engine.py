@@ -181,16 +181,18 @@ class Engine:
             node.results = stepped.info["results"]
             node.tool_seconds = stepped.seconds
         run.record.nodes.append(node)
-        if not node.is_leaf and run.expanding:
+        if not node.is_leaf:
+            node.obs_ids = self.chat.turn_ids(gen.ids, [node.observation])
+            self.policy.extend(branch.ctx, node.obs_ids)
+        if not node.is_leaf and run.expanding:  # after the observation: branches must see it
             try:
                 world = branch.env.fork()
             except TreegymError as exc:  # a world that can't be copied ends its branch here
                 node.error = f"cannot fork the world here: {exc}"
+                node.obs_ids = []
             else:
                 run.snapshots[node.id] = Snapshot(world, self.policy.fork(branch.ctx))
         if not node.is_leaf:
-            node.obs_ids = self.chat.turn_ids(gen.ids, [node.observation])
-            self.policy.extend(branch.ctx, node.obs_ids)
             return [Branch(run, branch.env, branch.ctx, node.id, branch.depth + 1, branch.origin)]
         self._drop(branch)
         run.active -= 1
