@@ -174,8 +174,14 @@ def test_load_weights_swaps_the_model_in_place_or_refuses(tiny) -> None:
         assert a.generate([a.start(ids)], GREEDY)[0].logprobs == pytest.approx(moved.logprobs,
                                                                                abs=1e-5)
         named = list(b.model.named_parameters())
+        kept = {k: v.clone() for k, v in a.model.state_dict().items()}
+        with torch.no_grad():
+            for _, p in named:
+                p.mul_(2)
         with pytest.raises(PolicyError, match="weights missing"):
             a.load_weights(named[1:])
+        assert all(torch.equal(kept[k], v) for k, v in a.model.state_dict().items()), \
+            "a refused load must leave the model as it was"
         with pytest.raises(PolicyError, match="'nope' is not a weight"):
             a.load_weights([("nope", named[0][1])])
         with pytest.raises(PolicyError, match="has shape"):

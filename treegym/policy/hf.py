@@ -62,24 +62,25 @@ class HFPolicy(BasePolicy):
         """Copy `weights` (HF checkpoint names, e.g. a learner's `named_parameters()`) into
         the model in place, as a trainer does to a rollout worker's copy after each step.
 
-        Every parameter must be given, so a partial or misnamed state dict fails here rather
+        Every parameter must be given, and all are checked before any is copied, so a
+        partial or misnamed state dict fails here and leaves the model as it was, rather
         than rolling out with a mix of old and new weights. Contexts started before keep
         KV computed under the old weights: sync between collections, not during one.
         """
         own = self.model.state_dict(keep_vars=True)  # tied weights appear under each name
-        given: set[str] = set()
-        for name, tensor in weights:
+        given = list(weights)
+        for name, tensor in given:  # check everything first: a refused load changes nothing
             if name not in own:
                 raise PolicyError(f"load_weights: {name!r} is not a weight of this model")
             if own[name].shape != tensor.shape:
                 raise PolicyError(f"load_weights: {name!r} has shape {tuple(tensor.shape)}, "
                                   f"the model's is {tuple(own[name].shape)}")
-            own[name].copy_(tensor)
-            given.add(name)
-        missing = {name for name, _ in self.model.named_parameters()} - given
+        missing = {name for name, _ in self.model.named_parameters()} - {n for n, _ in given}
         if missing:
             raise PolicyError(f"load_weights: {len(missing)} weights missing, e.g. "
                               f"{sorted(missing)[0]!r}; send the whole model")
+        for name, tensor in given:
+            own[name].copy_(tensor)
 
     # -- the model, one context at a time ----------------------------------------------
 
