@@ -62,6 +62,82 @@ def test_bad_input_is_one_line_and_nonzero(args: list[str], code: int, message: 
     assert "Traceback" not in out.stderr
 
 
+@pytest.fixture
+def inputs(tmp_path: Path) -> Path:
+    """A folder of bad inputs: an empty records file and two invalid training configs."""
+    (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "unknown-key.yaml").write_text("env: treegym/Maze-v0\nbogus_key: 1\n")
+    (tmp_path / "bad.yaml").write_text("steps: many\nlr: 1\nwhat: 2\n")
+    return tmp_path
+
+
+# Each case fails before any model loads: "{in}" is the `inputs` folder.
+BAD_INPUTS = [
+    (["rollout", "treegym/Nope-v0", "--out", "{in}/r.jsonl"], 1,
+     "unknown env id 'treegym/Nope-v0'. Registered: "),
+    (["eval", "treegym/Nope-v0"], 1, "Run `treegym envs`"),
+    (["play", "treegym/Nope-v0"], 1, "unknown env id 'treegym/Nope-v0'"),
+    (["train", "{in}/missing.yaml"], 1, "cannot read config {in}/missing.yaml"),
+    (["train", "{in}/unknown-key.yaml"], 1, "bogus_key: Extra inputs are not permitted"),
+    (["train", "{in}/bad.yaml"], 1, "invalid training config: env: Field required; steps: "),
+    (["view", "{in}/missing.jsonl"], 1, "cannot read records from {in}/missing.jsonl"),
+    (["export", "{in}/missing.jsonl"], 1, "cannot read records from {in}/missing.jsonl"),
+    (["view", "{in}/empty.jsonl", "--static", "/proc/forbidden/v.html"], 1,
+     "/proc/forbidden: No such file or directory"),
+    (["export", "{in}/empty.jsonl", "--out", "/proc/forbidden/e.jsonl"], 1,
+     "/proc/forbidden/e.jsonl: No such file or directory"),
+    (["rollout", "treegym/Maze-v0", "--policy", "bogus", "--out", "{in}/r.jsonl"], 1,
+     "unknown policy spec 'bogus'"),
+    (["eval", "treegym/Maze-v0", "--policy", "bogus"], 1, "unknown policy spec 'bogus'"),
+    (["play", "treegym/Maze-v0", "--seed", "-5"], 2, "Invalid value for '--seed'"),
+    (["demo", "--seed", "-1", "--out", "{in}/d.jsonl"], 2, "Invalid value for '--seed'"),
+    (["rollout", "treegym/Maze-v0", "--seed", "-1"], 2, "Invalid value for '--seed'"),
+    (["eval", "treegym/Maze-v0", "--seed", "-1"], 2, "Invalid value for '--seed'"),
+    (["rollout", "treegym/Maze-v0", "--branch", "bogus"], 2,
+     "'bogus' is not one of 'random', 'entropy'"),
+]
+
+
+@pytest.mark.parametrize(("args", "code", "message"), BAD_INPUTS)
+def test_more_bad_input_is_one_line_and_nonzero(
+    inputs: Path, args: list[str], code: int, message: str
+) -> None:
+    out = treegym(*(a.replace("{in}", str(inputs)) for a in args), cwd=inputs)
+    assert out.returncode == code
+    lines = [line for line in (out.stderr + out.stdout).splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("treegym: error: "), lines
+    assert message.replace("{in}", str(inputs)) in lines[0]
+    assert "Traceback" not in out.stderr + out.stdout
+
+
+@pytest.mark.parametrize("args", [[], ["bench"], ["model"]])
+def test_a_missing_command_prints_help_and_says_so(args: list[str]) -> None:
+    out = treegym(*args)
+    assert out.returncode == 2 and "Usage:" in out.stdout
+    assert out.stderr.strip() == (
+        f"treegym: error: missing command (see `{' '.join(['treegym', *args])} --help`)"
+    )
+
+
+def test_a_refused_value_is_one_line(monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from pydantic import BaseModel
+
+    from treegym import cli
+
+    class Shape(BaseModel):
+        m: int
+
+    monkeypatch.setattr(cli, "app", lambda **_: Shape(m="x"))
+    with pytest.raises(SystemExit) as exited:
+        cli.main()
+    assert exited.value.code == 1
+    assert capsys.readouterr().err == (
+        "treegym: error: invalid Shape: m: Input should be a valid integer, unable to parse "
+        "string as an integer\n"
+    )
+
+
 def test_model_init_tiny_writes_hf_layout(tmp_path: Path) -> None:
     pytest.importorskip("transformers", reason="model init needs the torch extra")
     out = treegym("model", "init", "tiny", str(tmp_path / "tiny"))

@@ -51,33 +51,50 @@ def test_max_turns_truncates(counter: CounterEnv) -> None:
         assert not terminated and truncated == (turn == 5)
 
 
+TOOLS = "add(amount, note=''), crash(), noise(length)"  # every CounterEnv tool, with usage
+ADD = "add(amount, note='')"  # what an argument error teaches instead: the valid arguments
+
+
 @pytest.mark.parametrize(
-    ("action", "expected"),
+    ("action", "expected", "hint"),
     [
-        ('<tool_call>{"name": "add", "arguments": {"amount": 1}</tool_call>', "not valid JSON"),
-        ("<tool_call>[1, 2]</tool_call>", 'needs a string "name"'),
-        ('<tool_call>{"name": "add", "arguments": [1]}</tool_call>', "must be a JSON object"),
-        ('<tool_call>{"name": "add", "arguments": "{oops"}</tool_call>', "arguments are not valid"),
-        ('<tool_call>{"name": "add", "args": {}}</tool_call>', "unexpected keys ['args']"),
-        ('<tool_call>{"name": "add"', "no closing </tool_call>"),
-        (call("fly", to="moon"), "unknown tool 'fly'. Available tools: add(amount, note=''), "),
-        (call("add"), "missing argument 'amount'. Usage: add(amount, note='')"),
-        (call("add", amount=1, speed=2), "unexpected argument 'speed'"),
-        (call("add", amount="lots"), "argument 'amount': Input should be a valid integer"),
-        (call("add", amount=5000), "add failed: amount must be at most 1000"),
-        (call("crash"), "crash failed: ZeroDivisionError: division by zero"),
-        ("I think I should add.", "no tool call or answer found"),
-        ("<answer>1</answer><answer>2</answer>", "2 <answer> blocks"),
-        ("<answer>1", "<answer> has no closing </answer>"),
-        ("x" * 20_000, "the action is 20000 characters; the limit is 16000"),
-        (call("add", amount=1) * 9, "more than 8 tool calls"),
+        ('<tool_call>{"name": "add", "arguments": {"amount": 1}</tool_call>', "not valid JSON",
+         TOOLS),
+        ("<tool_call>" + "[" * 7000 + "]" * 7000 + "</tool_call>",
+         "not valid JSON (nested too deeply", TOOLS),
+        ('<tool_call>{"name": "add", "arguments": {"note": ' + "[" * 150 + "]" * 150
+         + "}}</tool_call>", "not valid JSON (nested too deeply", TOOLS),
+        ('<tool_call>{"name": "add", "arguments": {"amount": ' + "9" * 5000 + "}}</tool_call>",
+         "not valid JSON (number too long", TOOLS),
+        ('<tool_call>{"name": "add", "arguments": "{\\"amount\\": ' + "9" * 5000 + '}"}'
+         "</tool_call>", "arguments are not valid JSON (number too long", TOOLS),
+        ("<tool_call>[1, 2]</tool_call>", 'needs a string "name"', TOOLS),
+        ('<tool_call>{"name": 3}</tool_call>', 'needs a string "name"', TOOLS),
+        ('<tool_call>{"name": "add", "arguments": [1]}</tool_call>', "must be a JSON object",
+         TOOLS),
+        ('<tool_call>{"name": "add", "arguments": "{oops"}</tool_call>',
+         "arguments are not valid", TOOLS),
+        ('<tool_call>{"name": "add", "args": {}}</tool_call>', "unexpected keys ['args']", TOOLS),
+        ('<tool_call>{"name": "add"', "no closing </tool_call>", TOOLS),
+        (call("fly", to="moon"), "unknown tool 'fly'. Available tools: ", TOOLS),
+        (call("add"), "missing argument 'amount'. Usage: ", ADD),
+        (call("add", amount=1, speed=2), "unexpected argument 'speed'", ADD),
+        (call("add", amount="lots"), "argument 'amount': Input should be a valid integer", ADD),
+        (call("add", amount=5000), "add failed: amount must be at most 1000", "add"),
+        (call("crash"), "crash failed: ZeroDivisionError: division by zero", "crash"),
+        ("I think I should add.", "no tool call or answer found", TOOLS),
+        ("<answer>1</answer><answer>2</answer>", "2 <answer> blocks", TOOLS),
+        ("<answer>1", "<answer> has no closing </answer>", TOOLS),
+        ("x" * 20_000, "the action is 20000 characters; the limit is 16000", TOOLS),
+        (call("add", amount=1) * 9, "more than 8 tool calls", TOOLS),
     ],
 )
 def test_bad_actions_become_observations_and_the_episode_goes_on(
-    counter: CounterEnv, action: str, expected: str
+    counter: CounterEnv, action: str, expected: str, hint: str
 ) -> None:
     obs, reward, terminated, truncated, info = counter.step(action)
     assert expected in obs
+    assert hint in obs  # the way out: the valid tools, or the valid arguments
     assert (reward, truncated) == (0.0, False)
     assert not terminated
     assert counter.observation_space.contains(obs)

@@ -34,3 +34,10 @@ def test_a_bad_call_keeps_its_id_and_the_next_call_still_parses() -> None:
 def test_plain_text_has_nothing() -> None:
     assert parse_action("just thinking") == parse_action("")
     assert parse_action("just thinking").calls == []
+
+
+def test_json_the_decoder_refuses_is_a_named_error_not_an_exception() -> None:
+    deep = "<tool_call>" + "[" * 7000 + "]" * 7000 + "</tool_call>"
+    long_number = '<tool_call>{"name": "a", "arguments": {"x": ' + "9" * 5000 + "}}</tool_call>"
+    assert "nested too deeply" in parse_action(deep).errors[0]
+    assert "number too long" in parse_action(long_number).errors[0]

@@ -14,6 +14,8 @@ def test_quick_start_runs() -> None:
     scope: dict[str, object] = {}
     exec(compile(blocks[0], str(README), "exec"), scope)  # noqa: S102 - our own README
     env, child = scope["env"], scope["child"]
+    # the promise is register, make, step, fork in about 20 lines; a longer one reads as work
+    assert len(blocks[0].strip().splitlines()) <= 24
     assert env.total == 2 and child.total == 2
     assert env.turn == 1 and child.turn == 2 and child.history[-1].terminated
 

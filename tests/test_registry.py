@@ -30,6 +30,24 @@ def test_unknown_id_names_the_closest_ones() -> None:
         treegym.make("maze-v0")
 
 
+def test_unknown_id_with_nothing_close_lists_the_registered_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    known = treegym.list_envs()
+    with pytest.raises(UnknownEnvError) as caught:
+        treegym.spec("treegym/Nope-v0")
+    message = str(caught.value)
+    assert "Did you mean" not in message and "Run `treegym envs`" in message
+    assert f"Registered: {', '.join(known)}." in message  # all of them while there are few
+    maze = gymnasium.registry["treegym/Maze-v0"]
+    for i in range(12):
+        monkeypatch.setitem(gymnasium.registry, f"treegym/Zz{i:02d}-v0", maze)
+    with pytest.raises(UnknownEnvError) as caught:
+        treegym.spec("treegym/Nope-v0")
+    listed = treegym.list_envs()
+    assert f"Registered: {', '.join(listed[:10])} and {len(listed) - 10} more." in str(caught.value)
+
+
 def test_ids_outside_the_namespace_are_refused() -> None:
     with pytest.raises(ConfigError, match="use 'treegym/Mine-v0'"):
         treegym.register("Mine-v0", entry_point="x:Y")

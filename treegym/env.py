@@ -244,13 +244,18 @@ class AgentEnv(gym.Env[str, str]):
         if not parsed.calls and parsed.answer is None and not parsed.errors:
             parsed.errors.append(
                 'no tool call or answer found. Call a tool with <tool_call>{"name": ..., '
-                '"arguments": {...}}</tool_call> or finish with <answer>...</answer>. '
-                f"Tools: {self.tools.usage()}"
+                '"arguments": {...}}</tool_call> or finish with <answer>...</answer>'
             )
         return parsed
 
     def _observation(self, results: list[ToolResult], errors: list[str]) -> str:
-        text = to_printable("\n".join([r.output for r in results] + errors))
+        """Results, then the action's problems and (once) the tools that would have worked.
+
+        A model that got the format wrong learns the fix from the tool list in the same
+        place; it is the unknown-tool error's format, so every error reads alike.
+        """
+        hint = [f"Available tools: {self.tools.usage()}"] if errors else []
+        text = to_printable("\n".join([r.output for r in results] + errors + hint))
         limit = self.config.max_observation_chars
         if len(text) > limit:
             marker = f"\n[... {len(text) - limit} characters cut]"

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import re
+import sys
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -19,6 +21,9 @@ _CALL_OPEN = "<tool_call>"
 _CALL_CLOSE = "</tool_call>"
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _EXAMPLE = '<tool_call>{"name": "TOOL", "arguments": {...}}</tool_call>'
+# Deeper values parse, but deep-copying them into records (and serialising those) recurses
+# past Python's limit a few hundred levels down; no real tool needs more than a handful.
+MAX_JSON_DEPTH = 100
 
 
 class ParsedAction(BaseModel):
@@ -29,23 +34,50 @@ class ParsedAction(BaseModel):
     errors: list[str] = Field(default_factory=list)
 
 
+def _depth(value: Any) -> int:
+    """How many arrays/objects deep `value` goes; iterative, so depth itself can't overflow."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in item)
+    return deepest
+
+
+def _loads(text: str) -> tuple[Any, str | None]:
+    """`json.loads` whose every failure is a reason for the model, never an exception.
+
+    Besides bad syntax, the decoder raises RecursionError on deep nesting and ValueError
+    on an integer longer than Python converts; both come from model text, so both are the
+    model's mistake to read about, not the rollout's to crash on.
+    """
+    too_deep = f"nested too deeply: at most {MAX_JSON_DEPTH} levels of [ ] and {{ }}"
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return None, f"{exc.msg} at char {exc.pos}"
+    except RecursionError:
+        return None, too_deep
+    except ValueError:  # json.loads' only other ValueError: the integer digit limit
+        return None, f"number too long: at most {sys.get_int_max_str_digits()} digits"
+    return (None, too_deep) if _depth(value) > MAX_JSON_DEPTH else (value, None)
+
+
 def _parse_call(body: str, call_id: str) -> ToolCall | str:
     """One `<tool_call>` body as a ToolCall, or the reason it isn't one."""
-    try:
-        data = json.loads(body)
-    except json.JSONDecodeError as exc:
-        return (
-            f"tool call {call_id} is not valid JSON ({exc.msg} at char {exc.pos}). "
-            f"Write {_EXAMPLE}"
-        )
+    data, problem = _loads(body)
+    if problem is not None:
+        return f"tool call {call_id} is not valid JSON ({problem}). Write {_EXAMPLE}"
     if not isinstance(data, dict) or not isinstance(data.get("name"), str):
         return f'tool call {call_id} needs a string "name". Write {_EXAMPLE}'
     arguments = data.get("arguments", {})
     if isinstance(arguments, str):  # OpenAI sends arguments as a JSON string
-        try:
-            arguments = json.loads(arguments) if arguments.strip() else {}
-        except json.JSONDecodeError as exc:
-            return f"tool call {call_id}: arguments are not valid JSON ({exc.msg})"
+        arguments, problem = _loads(arguments) if arguments.strip() else ({}, None)
+        if problem is not None:
+            return f"tool call {call_id}: arguments are not valid JSON ({problem})"
     if not isinstance(arguments, dict):
         return f'tool call {call_id}: "arguments" must be a JSON object. Write {_EXAMPLE}'
     extra = sorted(set(data) - {"name", "arguments"})

@@ -23,6 +23,7 @@ from .tools import tools_of
 
 NAMESPACE = "treegym"
 ENTRY_POINT_GROUP = "treegym.envs"
+_LISTED_IDS = 10  # an unknown-id error lists at most this many registered ids
 
 
 class EnvInfo(BaseModel):
@@ -66,7 +67,12 @@ def spec(id: str) -> EnvSpec:
 
     close = set(difflib.get_close_matches(base(id), [base(k) for k in known], n=3, cutoff=0.6))
     guesses = [k for k in known if base(k) in close]
-    hint = f" Did you mean {', '.join(guesses)}?" if guesses else ""
+    if guesses:
+        hint = f" Did you mean {', '.join(guesses)}?"
+    else:  # nothing close: show what exists, so the way out is on the same line
+        shown = known[:_LISTED_IDS]
+        more = f" and {len(known) - len(shown)} more" if len(known) > len(shown) else ""
+        hint = f" Registered: {', '.join(shown) or '(none)'}{more}."
     raise UnknownEnvError(
         f"unknown env id {id!r}.{hint} Run `treegym envs` to list the "
         f"{len(known)} registered ids."
