@@ -1,11 +1,12 @@
-"""The HTTP backend against a real `vllm serve` on loopback, and its failure modes."""
+"""The HTTP backend against a real `vllm serve` on loopback, and its failure modes
+(those a real server can't be made to show come from `RemoteStandIn`)."""
 
 from __future__ import annotations
 
 import socket
 
 import pytest
-from policy_helpers import prompt
+from policy_helpers import RemoteStandIn, prompt
 
 from treegym.policy import PolicyError, SamplingParams, make_policy
 from treegym.policy.openai_http import OpenAIPolicy
@@ -75,3 +76,54 @@ def test_unreachable_server(tiny) -> None:
 def test_needs_a_local_tokenizer() -> None:
     with pytest.raises(PolicyError, match="needs a local tokenizer"):
         make_policy("openai:http://127.0.0.1:9#some-remote-model")
+
+
+# retries and timeouts kept small, so each failure mode takes well under a second
+FAST = dict(max_retries=2, backoff=0.01)
+
+
+def test_server_errors_are_retried(tiny) -> None:
+    with RemoteStandIn(str(tiny), failures=[503, 503]) as server:
+        policy = make_policy(f"openai:{server.url}#{tiny}", **FAST)
+        try:
+            ctx = policy.start([1, 2, 3])
+            [gen] = policy.generate([ctx], SamplingParams(max_tokens=1))
+        finally:
+            policy.close()
+    assert server.completions == 3
+    assert gen.ids == [5] and ctx.ids == [1, 2, 3, 5]
+
+
+def test_lasting_server_errors_are_named(tiny) -> None:
+    with RemoteStandIn(str(tiny), failures=[500] * 3) as server:
+        policy = make_policy(f"openai:{server.url}#{tiny}", **FAST)
+        try:
+            expected = rf"POST {server.url}/v1/completions failed after 3 tries: server error 500"
+            with pytest.raises(PolicyError, match=expected):
+                policy.generate([policy.start([1, 2, 3])], SamplingParams(max_tokens=1))
+        finally:
+            policy.close()
+    assert server.completions == 3
+
+
+def test_a_slow_server_times_out(tiny) -> None:
+    with RemoteStandIn(str(tiny), delay=1.0) as server:
+        policy = make_policy(f"openai:{server.url}#{tiny}", timeout=0.2, **FAST)
+        try:
+            with pytest.raises(PolicyError, match=r"failed after 3 tries: timed out after 0.2s"):
+                policy.generate([policy.start([1, 2, 3])], SamplingParams(max_tokens=1))
+        finally:
+            policy.close()
+    assert server.completions == 3
+
+
+def test_the_same_context_twice_is_refused(tiny) -> None:
+    with RemoteStandIn(str(tiny)) as server:
+        policy = make_policy(f"openai:{server.url}#{tiny}")
+        try:
+            ctx = policy.start([1, 2, 3])
+            with pytest.raises(PolicyError, match="same context twice"):
+                policy.generate([ctx, ctx], SamplingParams(max_tokens=1))
+        finally:
+            policy.close()
+    assert server.completions == 0 and ctx.ids == [1, 2, 3]

@@ -73,8 +73,10 @@ def test_stop_string(vllm_policy, hf) -> None:
     assert hf_gen.ids == gen.ids
 
 
-def test_released_context_is_refused(vllm_policy) -> None:
+def test_misuse_is_refused(vllm_policy) -> None:
     ctx = vllm_policy.start([1, 2, 3])
+    with pytest.raises(PolicyError, match="same context twice"):
+        vllm_policy.generate([ctx, ctx], GREEDY)
     vllm_policy.release(ctx)
     with pytest.raises(PolicyError, match="released"):
         vllm_policy.generate([ctx], GREEDY)

@@ -9,13 +9,10 @@ model they expect.
 from __future__ import annotations
 
 import copy
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import torch
-from policy_helpers import prompt
+from policy_helpers import RemoteStandIn, prompt
 
 from treegym.policy import PolicyError, SamplingParams, make_policy
 
@@ -63,42 +60,17 @@ def test_a_server_takes_new_weights_through_its_routes(vllm_server, tiny, hf) ->
     assert not stage.exists(), "close() leaves no staged weights behind"
 
 
-class _ModelsOnly(BaseHTTPRequestHandler):
-    """Stands in for a hosted OpenAI-compatible API (outside this machine): it lists a
-    model and has no weight-update route, so everything else is 404."""
-
-    model = ""
-
-    def do_GET(self) -> None:  # noqa: N802 - the http.server hook's name
-        body = json.dumps({"data": [{"id": self.model}]}).encode()
-        self.send_response(200 if self.path == "/v1/models" else 404)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_POST(self) -> None:  # noqa: N802
-        self.send_response(404)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 def test_a_server_without_the_route_is_named(tiny, hf) -> None:
-    _ModelsOnly.model = str(tiny)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _ModelsOnly)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    policy = make_policy(f"openai:http://127.0.0.1:{server.server_port}#{tiny}")
-    try:
-        with pytest.raises(PolicyError, match="no weight-update route.*VLLM_SERVER_DEV_MODE=1"):
-            policy.load_weights(hf.model.named_parameters())
-    finally:
-        policy.close()
-        server.shutdown()
-        server.server_close()
+    """A hosted API has no weight routes: the error names the URL requested and the fix."""
+    with RemoteStandIn(str(tiny)) as server:
+        policy = make_policy(f"openai:{server.url}#{tiny}")
+        try:
+            hint = "no weight-update route.*VLLM_SERVER_DEV_MODE=1"
+            with pytest.raises(PolicyError, match=hint) as caught:
+                policy.load_weights(hf.model.named_parameters())
+        finally:
+            policy.close()
+    assert f"POST {server.url}/collective_rpc was refused with 404" in str(caught.value)
 
 
 def test_training_through_a_server_keeps_it_in_sync(vllm_server, tiny, hf, tmp_path) -> None:

@@ -144,6 +144,14 @@ class BasePolicy:
             )
         return ctx
 
+    def _live_batch(self, ctxs: Sequence[Context]) -> None:
+        """Refuse a `generate` batch with a released context, or with one context twice:
+        its new ids would be appended twice, and its ids would no longer match its KV."""
+        for ctx in ctxs:
+            self._live(ctx)
+        if len({id(c) for c in ctxs}) != len(ctxs):
+            raise PolicyError("generate() got the same context twice; fork it first")
+
     def _check_ids(self, ids: Sequence[int], what: str) -> list[int]:
         ids = [int(i) for i in ids]
         vocab = len(self.tokenizer)

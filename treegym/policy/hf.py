@@ -185,10 +185,7 @@ class HFPolicy(BasePolicy):
         seeds: Sequence[int] | None = None,
     ) -> list[Generation]:
         """Decode all `ctxs` together; each gets its new ids appended and its KV grown."""
-        for ctx in ctxs:
-            self._live(ctx)
-        if len({id(c) for c in ctxs}) != len(ctxs):
-            raise PolicyError("generate() got the same context twice; fork it first")
+        self._live_batch(ctxs)
         if not ctxs:
             return []
         params = self._resolve(params, stop)

@@ -113,7 +113,11 @@ class OpenAIPolicy(ServerCachedPolicy):
         )
 
     async def _request(self, method: str, path: str, body: dict | None = None) -> dict:
-        """One call with retries on connection errors and 5xx; 4xx fails at once."""
+        """One call with retries on connection errors and 5xx; 4xx fails at once.
+
+        `path` is under the API root (/v1), or an absolute URL for the server's own routes;
+        errors name the URL actually requested."""
+        url = path if "://" in path else f"{self.url}{path}"
         last: str = ""
         for attempt in range(self.opts.max_retries + 1):
             if attempt:
@@ -131,12 +135,12 @@ class OpenAIPolicy(ServerCachedPolicy):
                 continue
             if response.status_code >= 400:
                 raise PolicyError(
-                    f"{method} {self.url}{path} was refused with {response.status_code}: "
+                    f"{method} {url} was refused with {response.status_code}: "
                     f"{response.text[:500]}"
                 )
             return response.json()
         raise PolicyError(
-            f"{method} {self.url}{path} failed after {self.opts.max_retries + 1} tries: {last}. "
+            f"{method} {url} failed after {self.opts.max_retries + 1} tries: {last}. "
             "Is the server running and reachable (e.g. `vllm serve MODEL "
             "--enable-prompt-tokens-details`)?"
         )
@@ -199,8 +203,7 @@ class OpenAIPolicy(ServerCachedPolicy):
         seeds: Sequence[int] | None = None,
     ) -> list[Generation]:
         """One request per context, all in flight together."""
-        for ctx in ctxs:
-            self._live(ctx)
+        self._live_batch(ctxs)
         params = self._resolve(params, stop)
         bodies = [self._body(c._ids, params, seed)
                   for c, seed in zip(ctxs, self._seeds(params, len(ctxs), seeds), strict=True)]
@@ -237,8 +240,8 @@ class OpenAIPolicy(ServerCachedPolicy):
             if " 404" not in str(exc) and " 405" not in str(exc):
                 raise
             raise PolicyError(
-                f"{root} has no weight-update route (/collective_rpc); a vLLM server has it "
-                "when started with VLLM_SERVER_DEV_MODE=1"
+                f"{exc}\n{root} has no weight-update route (/collective_rpc); a vLLM server "
+                "has it when started with VLLM_SERVER_DEV_MODE=1"
             ) from None
         reset = self._run(self._request("POST", f"{root}/reset_prefix_cache"))
         if not reset.get("success", False):

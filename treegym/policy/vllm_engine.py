@@ -119,8 +119,7 @@ class VLLMPolicy(ServerCachedPolicy):
         """All contexts go to the engine in one call, which batches them itself."""
         from vllm.inputs import TokensPrompt
 
-        for ctx in ctxs:
-            self._live(ctx)
+        self._live_batch(ctxs)
         if not ctxs:
             return []
         params = self._resolve(params, stop)
