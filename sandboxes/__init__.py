@@ -1,4 +1,9 @@
-"""Forkable tool sandboxes. `open_sandbox("local")` is the default, daemon-free backend."""
+"""Forkable tool sandboxes. `open_sandbox("local")` is the default, daemon-free backend.
+
+`open_sandbox("docker")` runs the same forking worker inside one hardened container per
+tree (files and interpreter memory fork in milliseconds); `fork_method="commit"` gives a
+container per branch instead, forked with `docker commit` (files only, durable images).
+"""
 
 from __future__ import annotations
 
@@ -24,9 +29,13 @@ def open_sandbox(kind: str = "local", **opts: Any) -> Sandbox:
 
         return LocalSandbox(**opts)
     if kind == "docker":
-        from .docker import DockerSandbox
+        if opts.get("fork_method") == "commit":
+            from .docker import DockerSandbox
 
-        return DockerSandbox(**opts)
+            return DockerSandbox(**{k: v for k, v in opts.items() if k != "fork_method"})
+        from .docker_tree import DockerTreeSandbox
+
+        return DockerTreeSandbox(**opts)
     raise SandboxError(f"unknown sandbox kind {kind!r}; choose one of {', '.join(BACKENDS)}")
 
 

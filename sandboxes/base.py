@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import abc
 from types import TracebackType
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
 class SandboxError(RuntimeError):
@@ -62,6 +63,19 @@ class SandboxLimits(BaseModel):
     max_file_mb: int = Field(256, gt=0, description="Largest file a process may write, MiB.")
     max_output_bytes: int = Field(64_000, gt=0, description="Captured stdout/stderr per call.")
     network: bool = Field(False, description="Allow network access. Off by default.")
+
+    @classmethod
+    def merge(cls, limits: SandboxLimits | dict[str, Any] | None,
+              overrides: dict[str, Any]) -> SandboxLimits:
+        """Limits from a model or a plain dict (as env configs carry them), with keyword
+        overrides on top; an unknown or invalid field is a clear error, not an AttributeError."""
+        base = limits.model_dump() if isinstance(limits, SandboxLimits) else dict(limits or {})
+        try:
+            return cls.model_validate({**base, **overrides})
+        except ValidationError as e:
+            problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}"
+                                 for err in e.errors())
+            raise SandboxError(f"bad sandbox limits: {problems}") from None
 
 
 class Capabilities(BaseModel):

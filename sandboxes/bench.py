@@ -1,4 +1,4 @@
-"""Timing of the local backend's fork, for `treegym bench sandbox`.
+"""Timing of a forking backend's fork (local, or docker's tree), for `treegym bench sandbox`.
 
 Measures the worst common case: the parent has written since its last fork, so every
 fork freezes a layer and re-roots the parent as well as mounting the child's root. The
@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
+from .base import Sandbox
 from .local import LocalSandbox
 
 _FILL = """
@@ -24,11 +26,12 @@ for i in range({n}):
 """
 
 
-def measure_local_fork(n_files: int = 200, interp_mb: int = 50, repeats: int = 100,
-                       fork_method: str = "overlayfs") -> dict[str, Any]:
-    """Fork latency percentiles (ms) with a workspace of `n_files` files and an
-    interpreter holding about `interp_mb` MiB of live data."""
-    with LocalSandbox(fork_method=fork_method) as sb:
+def measure_fork(open_box: Callable[[], Sandbox], n_files: int = 200, interp_mb: int = 50,
+                 repeats: int = 100) -> dict[str, Any]:
+    """Fork latency percentiles (ms) of any forking backend, with a workspace of `n_files`
+    files and an interpreter holding about `interp_mb` MiB of live data. A last fork
+    checks that the child really has the parent's interpreter memory."""
+    with open_box() as sb:
         sb.python(_FILL.format(n=n_files))
         sb.python(f"ballast = bytes(range(256)) * ({interp_mb} * 4096)")
         rss = sb.python("print(next(l for l in open('/proc/self/status') "
@@ -43,16 +46,34 @@ def measure_local_fork(n_files: int = 200, interp_mb: int = 50, repeats: int = 1
             child.close()
             if i >= 3:  # the first forks warm caches
                 times.append(elapsed * 1000)
+        with sb.fork() as child:
+            if child.python("len(ballast)").stdout != sb.python("len(ballast)").stdout:
+                raise RuntimeError("the forked child lost the interpreter's memory")
         method = sb.capabilities.fork_method
     q = statistics.quantiles(times, n=10)
     return {
-        "local_fork_p50_ms": round(statistics.median(times), 3),
-        "local_fork_p90_ms": round(q[8], 3),
-        "local_fork_method": method,
-        "local_fork_repeats": repeats,
+        "p50_ms": round(statistics.median(times), 3),
+        "p90_ms": round(q[8], 3),
+        "method": method,
+        "repeats": repeats,
         "workspace_files": int(size[1]),
         "workspace_kib": int(size[0]),
         "interpreter_rss_mib": round(int(rss) / 1024, 1),
+    }
+
+
+def measure_local_fork(n_files: int = 200, interp_mb: int = 50, repeats: int = 100,
+                       fork_method: str = "overlayfs") -> dict[str, Any]:
+    """`measure_fork` of the local backend, under the keys `treegym bench sandbox` prints."""
+    r = measure_fork(lambda: LocalSandbox(fork_method=fork_method), n_files, interp_mb, repeats)
+    return {
+        "local_fork_p50_ms": r["p50_ms"],
+        "local_fork_p90_ms": r["p90_ms"],
+        "local_fork_method": r["method"],
+        "local_fork_repeats": repeats,
+        "workspace_files": r["workspace_files"],
+        "workspace_kib": r["workspace_kib"],
+        "interpreter_rss_mib": r["interpreter_rss_mib"],
     }
 
 

@@ -1,4 +1,8 @@
-"""Docker sandboxes: one hardened container per sandbox, forked with `docker commit`.
+"""Docker sandboxes forked with `docker commit`: one hardened container per branch.
+
+This is `open_sandbox("docker", fork_method="commit")`; the default docker sandbox is
+`DockerTreeSandbox` (docker_tree.py), which forks memory too, in milliseconds. Commit
+forks are for durable snapshots: each branch is an image that outlives the process.
 
 Each container runs an in-container worker (`_docker_worker.py`) reached over a single
 `docker exec` stream, so tool calls cost a socket round trip rather than a new exec. The
@@ -7,8 +11,8 @@ worker keeps the agent's Python interpreter alive between calls.
 `fork()` copies files, not memory: it commits the container's writable layer to an
 image and starts a new container from it. Copying a live interpreter needs CRIU
 (`docker checkpoint`), which fails on the kernels treegym targets, so a forked child gets
-a fresh interpreter. `capabilities` says so; use the local backend when interpreter
-state must survive a fork.
+a fresh interpreter. `capabilities` says so; use the default docker fork method (or the
+local backend) when interpreter state must survive a fork.
 """
 
 from __future__ import annotations
@@ -183,12 +187,13 @@ class DockerSandbox(Sandbox):
     def __init__(
         self,
         image: str | None = None,
-        limits: SandboxLimits | None = None,
+        limits: SandboxLimits | dict[str, Any] | None = None,
         client: Any = None,
         *,
         _ledger: _ImageLedger | None = None,
+        **limit_fields: Any,
     ) -> None:
-        self.limits = limits or SandboxLimits()
+        self.limits = SandboxLimits.merge(limits, limit_fields)
         self._client = client or docker_client()
         _sweep_once(self._client)
         self._image = image or ensure_image(client=self._client)

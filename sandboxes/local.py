@@ -21,6 +21,7 @@ sandbox raises `SandboxError` saying so, and the docker backend is the way out.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import select
@@ -29,6 +30,7 @@ import socket
 import subprocess
 import threading
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,12 +54,27 @@ _PIDFD_SIGNAL_PROCESS_GROUP = 4
 _ISOLATION = ["user-ns", "mount-ns", "pid-ns", "ipc-ns", "uts-ns", "rlimits", "no-caps-for-shell"]
 
 
-class _Tree:
-    """The bootstrap process of one tree of sandboxes; closing it kills the whole tree."""
+def worker_config(limits: SandboxLimits, fork_method: str, disk_mb: int, squash_every: int,
+                  max_tree_processes: int, sandbox_uid: int) -> dict[str, Any]:
+    """What `_worker.py` is told at start, wherever it runs (here or in a container)."""
+    if fork_method not in FORK_METHODS:
+        raise SandboxError(f"fork_method must be one of {FORK_METHODS}, not {fork_method!r}")
+    return {
+        "method": fork_method, "disk_mb": disk_mb, "squash_at": squash_every,
+        "sandbox_uid": sandbox_uid, "network": limits.network,
+        "limits": {**limits.model_dump(), "max_tree_processes": max_tree_processes},
+    }
 
-    def __init__(self, proc: subprocess.Popen[bytes], lifeline: int) -> None:
-        self.proc = proc
-        self.lifeline = lifeline
+
+class _Tree:
+    """The process that holds one tree of sandboxes; `kill` takes the whole tree down.
+
+    `stop` is backend-specific: for a local tree it closes the bootstrap's lifeline and
+    reaps it, for a tree inside a container it also removes the container.
+    """
+
+    def __init__(self, stop: Callable[[], None]) -> None:
+        self._stop: Callable[[], None] | None = stop
         self.members = 0
         self.lock = threading.Lock()
 
@@ -73,15 +90,19 @@ class _Tree:
             self.kill()
 
     def kill(self) -> None:
-        """EOF on the lifeline makes the bootstrap kill the tree's init and reap it."""
-        if self.lifeline >= 0:
-            os.close(self.lifeline)
-            self.lifeline = -1
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop, self._stop = self._stop, None
+        if stop is not None:
+            stop()
+
+
+def _stop_bootstrap(proc: subprocess.Popen[bytes], lifeline: int) -> None:
+    """EOF on the lifeline makes the bootstrap kill the tree's init and reap it."""
+    os.close(lifeline)
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 class _Worker:
@@ -125,7 +146,7 @@ class LocalSandbox(Sandbox):
 
     def __init__(
         self,
-        limits: SandboxLimits | None = None,
+        limits: SandboxLimits | dict[str, Any] | None = None,
         *,
         fork_method: str = "overlayfs",
         disk_mb: int = 2048,
@@ -136,18 +157,12 @@ class LocalSandbox(Sandbox):
         start_timeout: float = 30.0,
         **limit_fields: Any,
     ) -> None:
-        base = limits or SandboxLimits()
-        self.limits = SandboxLimits.model_validate({**base.model_dump(), **limit_fields})
-        if fork_method not in FORK_METHODS:
-            raise SandboxError(f"fork_method must be one of {FORK_METHODS}, not {fork_method!r}")
+        self.limits = SandboxLimits.merge(limits, limit_fields)
         if not python.startswith("/usr/") or not os.access(python, os.X_OK):
             raise SandboxError(f"python={python!r}: the worker's interpreter must be an "
                                "executable under /usr, the only host tree visible inside")
-        config = {
-            "method": fork_method, "disk_mb": disk_mb, "squash_at": squash_every,
-            "sandbox_uid": sandbox_uid, "network": self.limits.network,
-            "limits": {**self.limits.model_dump(), "max_tree_processes": max_tree_processes},
-        }
+        config = worker_config(self.limits, fork_method, disk_mb, squash_every,
+                               max_tree_processes, sandbox_uid)
         host_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         host_end.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         life_r, life_w = os.pipe()
@@ -163,7 +178,7 @@ class LocalSandbox(Sandbox):
         finally:
             worker_end.close()
             os.close(life_r)
-        tree = _Tree(proc, life_w)
+        tree = _Tree(functools.partial(_stop_bootstrap, proc, life_w))
         try:
             self._attach(tree, host_end, start_timeout)
         except BaseException:
@@ -200,8 +215,10 @@ class LocalSandbox(Sandbox):
             notes=("fork = os.fork of the worker + " + (
                 "a new overlayfs upper layer per side (O(1) in workspace size)" if overlay
                 else "cp -a of the root (slower; grows with the workspace)"))
-            + "; python() code runs as root of the tree's user namespace, shell commands "
-              "without capabilities; memory is capped per process (RLIMIT_AS)",
+            + "; python() code runs as root of the tree's user namespace, in the worker "
+              "process, so hostile python() code could reach its own tree's other branches "
+              "(never the host); shell commands run without capabilities; memory is capped "
+              "per process (RLIMIT_AS)",
         )
 
     def run(self, cmd: str, timeout: float | None = None) -> ExecResult:
@@ -230,7 +247,7 @@ class LocalSandbox(Sandbox):
             raise
         finally:
             child_end.close()
-        child = object.__new__(LocalSandbox)
+        child = object.__new__(type(self))
         child.limits = self.limits
         try:
             child._attach(self._worker.tree, host_end, self._start_timeout)

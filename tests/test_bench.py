@@ -9,7 +9,8 @@ import pytest
 from test_cli import treegym
 
 LOCAL_KEYS = {"local_fork_p50_ms", "local_fork_p90_ms", "workspace_files", "interpreter_rss_mib"}
-DOCKER_KEYS = {"docker_fork_p50_ms", "fresh_container_p50_ms", "speedup_vs_fresh_container"}
+DOCKER_KEYS = {"docker_fork_p50_ms", "docker_fork_p90_ms", "docker_commit_fork_p50_ms",
+               "fresh_container_p50_ms", "speedup_vs_fresh_container"}
 
 
 def _docker_up() -> bool:
@@ -34,6 +35,7 @@ def test_bench_sandbox_json() -> None:
         pytest.skip("no Docker engine: only the local figures were measured")
     assert report["docker_skipped"] is None
     assert report["fresh_container_p50_ms"] > 0 and report["speedup_vs_fresh_container"] > 0
+    assert report["docker_fork_copies_memory"] is True
 
 
 def test_bench_policy_json() -> None:

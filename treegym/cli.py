@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Literal, NoReturn
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 from typer.exceptions import TyperException
@@ -43,7 +45,7 @@ def envs(as_json: bool = JSON_OPTION) -> None:
 @app.command()
 def demo(
     out: Path = typer.Option(Path("runs/demo.jsonl"), help="Where to write the two episodes."),
-    seed: int = typer.Option(0, help="Seed of the maze."),
+    seed: int = typer.Option(0, min=0, help="Seed of the maze."),
     size: int = typer.Option(5, help="Side of the maze."),
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -86,9 +88,10 @@ def rollout(
     n: int = typer.Option(2, min=1, help="Expansions per round; chains per task in chain mode."),
     rounds: int = typer.Option(1, "--l", min=0, help="Expansion rounds (tree mode)."),
     k: int = typer.Option(3, min=1, help="Leaves kept per tree (tree mode)."),
-    branch: str = typer.Option("random", help="Expansion points: random or entropy."),
+    branch: Literal["random", "entropy"] = typer.Option(
+        "random", help="Expansion points: random or entropy."),
     tasks: int = typer.Option(4, min=1, help="Tasks to roll out."),
-    seed: int = typer.Option(0, help="Tasks use reset seeds seed..seed+tasks-1."),
+    seed: int = typer.Option(0, min=0, help="Tasks use reset seeds seed..seed+tasks-1."),
     max_tokens: int = typer.Option(64, min=1, help="Tokens per turn."),
     temperature: float = typer.Option(1.0, min=0.0),
     env_opt: list[str] = typer.Option([], help="Env option KEY=VALUE (repeatable)."),
@@ -164,7 +167,7 @@ def export(
 @app.command()
 def play(
     env_id: str = typer.Argument(..., help="Registered env id, e.g. treegym/Maze-v0."),
-    seed: int = typer.Option(0, help="Reset seed: which task you get."),
+    seed: int = typer.Option(0, min=0, help="Reset seed: which task you get."),
     policy: str = typer.Option(None, help="Policy SPEC for /model and /auto, e.g. tiny."),
     sandbox: str = typer.Option(None, help="local or docker (sandbox envs only)."),
     env_opt: list[str] = typer.Option([], help="Env option KEY=VALUE (repeatable)."),
@@ -194,7 +197,7 @@ def eval_(
                                "openai:URL#MODEL."),
     episodes: int = typer.Option(8, min=1, help="Tasks (reset seeds seed..seed+N-1)."),
     k: int = typer.Option(1, min=1, help="Episodes per task; pass@k is over these."),
-    seed: int = typer.Option(0, help="First reset seed."),
+    seed: int = typer.Option(0, min=0, help="First reset seed."),
     threshold: float = typer.Option(1.0, help="An episode passes with return >= this."),
     max_tokens: int = typer.Option(64, min=1, help="Tokens per turn."),
     temperature: float = typer.Option(1.0, min=0.0),
@@ -406,17 +409,78 @@ def model_init(
     console.print(f"wrote {init_tiny(path)}")
 
 
+sandbox_app = typer.Typer(help="Set up sandbox backends.", no_args_is_help=True)
+app.add_typer(sandbox_app, name="sandbox")
+
+
+@sandbox_app.command("build-image")
+def sandbox_build_image(
+    tag: str = typer.Option(None, help="Image tag; default: the one the docker backend uses."),
+    rebuild: bool = typer.Option(
+        False, help="Run debootstrap again instead of reusing the cached rootfs tarball."),
+) -> None:
+    """Build the docker backend's base image locally: debootstrap, then `docker import`.
+
+    No registry is needed. The rootfs tarball is cached under ~/.cache/treegym, so a
+    second build takes seconds. Prints the tag, which is what `open_sandbox("docker")`
+    and `--sandbox docker` use.
+    """
+    from .sandboxes import SandboxError
+    from .sandboxes.docker_image import DEFAULT_TAG, docker_client, ensure_image
+
+    try:
+        client = docker_client()
+        built = ensure_image(tag or DEFAULT_TAG, client=client, rebuild=rebuild)
+        size_mb = client.images.get(built).attrs["Size"] / 2**20
+    except SandboxError as e:
+        raise TreegymError(str(e)) from None
+    console.print(f"{built} ({size_mb:.0f} MB)")
+
+
+def _one_line(message: str) -> str:
+    """`message` on a single line: scripts and users grep for exactly one error line.
+
+    Multi-line messages (a config's field problems, one per line) keep every part,
+    joined with "; " after a heading that ends in ":".
+    """
+    head, *rest = [line.strip() for line in message.splitlines() if line.strip()] or [""]
+    if not rest:
+        return head
+    return f"{head} {'; '.join(rest)}" if head.endswith(":") else "; ".join([head, *rest])
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    print(f"treegym: error: {_one_line(message)}", file=sys.stderr)
+    sys.exit(code)
+
+
 def main() -> None:
-    """Entry point: turn every expected failure into one line on stderr."""
+    """Entry point: turn every expected failure into one line on stderr.
+
+    Bad input (typer's usage errors, treegym's own errors, a path that can't be used, a
+    value a pydantic model refuses) is the user's to fix, so it gets one line; anything
+    else is a bug and keeps its traceback.
+    """
     try:
         code = app(standalone_mode=False)
     except TyperException as exc:
-        hint = " (see `treegym --help`)" if getattr(exc, "exit_code", 1) == 2 else ""
-        print(f"treegym: error: {exc.format_message()}{hint}", file=sys.stderr)
-        sys.exit(getattr(exc, "exit_code", 1))
+        code = getattr(exc, "exit_code", 1)
+        ctx = getattr(exc, "ctx", None)
+        # typer prints the help of a group run without a command itself and leaves the
+        # message empty (it tells this error apart by name too, to avoid a private import)
+        missing = type(exc).__name__ == "NoArgsIsHelpError"
+        message = "missing command" if missing else exc.format_message()
+        hint = f" (see `{ctx.command_path if ctx else 'treegym'} --help`)" if code == 2 else ""
+        _fail(f"{message}{hint}", code)
     except TreegymError as exc:
-        print(f"treegym: error: {exc}", file=sys.stderr)
-        sys.exit(1)
+        _fail(str(exc))
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}"
+                             for e in exc.errors())
+        _fail(f"invalid {exc.title}: {problems}")
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        _fail(f"{where}{exc.strerror or exc}; check that the path exists and you may use it")
     except (typer.Abort, KeyboardInterrupt):
         print("treegym: interrupted", file=sys.stderr)
         sys.exit(130)

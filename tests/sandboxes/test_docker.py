@@ -1,4 +1,5 @@
-"""The docker backend against a real engine: forking, persistence, hardening, limits, cleanup.
+"""The docker backend's commit forks against a real engine: forking, persistence, hardening,
+limits, cleanup. The default, tree-forking docker sandbox is tested in test_docker_tree.py.
 
 These need a Docker engine (.ci/start-docker.sh starts one). Without one they skip, unless
 TREEGYM_REQUIRE_DOCKER=1 makes a missing engine a failure.
@@ -55,8 +56,9 @@ def labeled(client: Any, owner: str | None = None) -> tuple[set[str], set[str]]:
     return containers, images
 
 
-def test_open_sandbox_docker_runs_as_agent_in_workdir(docker_client: Any) -> None:
-    with open_sandbox("docker", client=docker_client) as sb:
+def test_open_sandbox_docker_commit_runs_as_agent_in_workdir(docker_client: Any) -> None:
+    with open_sandbox("docker", fork_method="commit", client=docker_client) as sb:
+        assert isinstance(sb, DockerSandbox)
         r = sb.run("id -un; pwd")
         assert r.ok, r
         assert r.stdout.split() == ["agent", "/workspace"]
