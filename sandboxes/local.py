@@ -15,8 +15,9 @@ Fork methods (reported in `capabilities.fork_method`):
   5.11), or on request (`LocalSandbox(fork_method="copy")`). Cost grows with the size
   of the workspace.
 
-User namespaces are required; where they are disabled (sysctl, AppArmor) opening a
-sandbox raises `SandboxError` saying so, and the docker backend is the way out.
+User namespaces are required (the docker backend's default tree sandbox nests this same
+worker, so it needs them too); where they are disabled (sysctl, AppArmor) opening a
+sandbox raises `SandboxError` saying so, and names the way out: docker commit forks.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ WORKDIR = "/home/agent"
 FORK_METHODS = ("overlayfs", "copy")
 _GRACE = 3.0  # seconds the host waits beyond a call's own timeout before killing the worker
 _PIDFD_SIGNAL_PROCESS_GROUP = 4
+_WAY_OUT = ("where user namespaces are off, open_sandbox('docker', fork_method='commit') "
+            "needs none (it forks files, not interpreter memory)")
 _ISOLATION = ["user-ns", "mount-ns", "pid-ns", "ipc-ns", "uts-ns", "rlimits", "no-caps-for-shell"]
 
 
@@ -193,9 +196,10 @@ class LocalSandbox(Sandbox):
             hello = _wire.recv(sock)
         except (TimeoutError, _wire.WireClosed, OSError) as e:
             raise SandboxError(f"the sandbox worker did not start ({e or type(e).__name__}); "
-                               "user namespaces may be disabled on this host") from e
+                               f"user namespaces may be disabled on this host; {_WAY_OUT}"
+                               ) from e
         if "error" in hello.header:
-            raise SandboxError(hello.header["error"])
+            raise SandboxError(f"{hello.header['error']}; {_WAY_OUT}")
         if hello.sender_pid is None:
             raise SandboxError("the sandbox worker's hello carried no credentials")
         self._start_timeout = start_timeout

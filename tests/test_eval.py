@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
-from test_cli import treegym
+from test_cli import TREEGYM, treegym
 
 from treegym import Tree, read_jsonl
 from treegym.evaluate import EvalReport, pass_at_k, report
@@ -76,6 +79,29 @@ def test_eval_json_on_maze_with_tiny(tmp_path: Path) -> None:
     trees = list(read_jsonl(out, Tree))
     assert len(trees) == 4 and result["out"] == str(out)
     assert result["mean_tokens"] == sum(len(n.action_ids) for t in trees for n in t.nodes) / 4
+
+
+def test_eval_table_and_progress_bar_on_maze_with_tiny() -> None:
+    """Without --json: the progress bar runs and the table shows the figures of the JSON
+    line. FORCE_COLOR makes rich draw for a terminal, as a person would see it."""
+    pytest.importorskip("transformers", reason="the tiny policy needs the torch extra")
+    assert TREEGYM, "the treegym console script is not installed next to this python"
+    env = {**os.environ, "FORCE_COLOR": "1", "COLUMNS": "120", "PYTHONIOENCODING": "utf-8"}
+    done = subprocess.run([TREEGYM, "eval", "treegym/Maze-v0", "--policy", "tiny", "--episodes",
+                           "1", "--k", "2", "--max-tokens", "8", "--env-opt", "max_turns=2"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", done.stdout)
+    result = json.loads(screen.strip().splitlines()[-1])
+    assert re.search(r"episodes .* 100% ", screen), "the progress bar ran to its end"
+    low, high = result["reward_ci95"]
+    rows = [rf"mean reward +│ {result['mean_reward']:.3f}  \(95% CI {low:.3f} – {high:.3f}\)",
+            rf"pass@2 +│ {result['pass_at_k']:.3f}  \(pass: return >= 1\)"]
+    assert result["failure_reasons"], "the random tiny policy fails every episode"
+    rows += [rf"failed: {re.escape(why)} +│ {count} "
+             for why, count in result["failure_reasons"].items()]
+    for row in rows:
+        assert re.search(rf"│ {row}", screen), (row, screen)
 
 
 def test_readme_documents_every_key() -> None:

@@ -169,7 +169,9 @@ class Tree(Record):
     nodes: list[Node] = Field(default_factory=list)
     kept: list[int] = Field(default_factory=list)
     advantages: dict[int, float] = Field(
-        default_factory=dict, description="Node id -> advantage, once a learner computed it."
+        default_factory=dict, description="Node id -> advantage, once a learner computed it: "
+        "the trainer's trees.jsonl holds learn.advantages.node_advantages (a kept leaf its "
+        "own, an inner node the sum over the kept leaves below it)."
     )
 
     @property

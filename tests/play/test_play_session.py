@@ -8,7 +8,8 @@ import pytest
 from helpers import CounterEnv, call
 
 from treegym import Tree, read_jsonl
-from treegym.play import Controller, PlayError, PlaySession
+from treegym.play import Controller, Outcome, PlayError, PlaySession
+from treegym.spaces import to_printable
 
 MOVES = [call("move", direction=d) for d in ("north", "south", "east", "west")]
 
@@ -106,6 +107,27 @@ def test_model_turns_keep_sampled_ids_and_the_prefix_tracks_the_tree(menu: objec
         assert {n.branch for n in tree.nodes} >= {"human", "model", "auto"}
         live = [p.ctx for p in s.points.values() if p.ctx is not None]
     assert all(ctx.released for ctx in live)
+
+
+def test_model_proposals_discarded_or_edited_leave_no_model_turn(menu: object) -> None:
+    lines: list[str] = []
+    with PlaySession("treegym/Maze-v0", seed=0, policy=menu, policy_name="menu",
+                     env_kwargs={"max_turns": 6}) as s:
+        c = Controller(s, lines.append)
+        c.handle("/model 2")
+        dropped = list(s.proposals)
+        assert len(dropped) == 2 and c.handle("") == Outcome()  # Enter drops them
+        assert lines[-1] == "proposals discarded" and s.proposals == [] and s.nodes == []
+        c.handle("/model 2")
+        offered = list(s.proposals)
+        edit = c.handle("e 2")
+        assert edit.prefill == to_printable(offered[1].gen.text) and not edit.quit
+        assert lines[-1].startswith("edit the action") and s.proposals == [] and s.nodes == []
+        assert all(p.ctx.released for p in dropped + offered)
+        c.handle(edit.prefill)  # Enter on the prefilled line: the person's own turn
+        [node] = s.nodes
+        assert (node.branch, node.action) == ("human", edit.prefill)
+        assert node.action_logprobs == [0.0] * len(node.action_ids) != []
 
 
 def test_controller_turns_bad_input_into_one_line_and_goes_on(tmp_path: Path) -> None:

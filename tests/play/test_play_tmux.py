@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import skip_unless_required
 from test_cli import TREEGYM
 
 from treegym import Tree, read_jsonl
@@ -28,9 +29,7 @@ PROMPT = r"b\d+ t\d+>"
 @pytest.fixture(autouse=True)
 def _need_tmux() -> None:
     if TMUX is None:
-        if os.environ.get("TREEGYM_REQUIRE_UI") == "1":
-            pytest.fail("TREEGYM_REQUIRE_UI=1 but tmux is not installed (apt-get install tmux)")
-        pytest.skip("tmux is not installed (apt-get install tmux)")
+        skip_unless_required("TREEGYM_REQUIRE_UI", "tmux is not installed (apt-get install tmux)")
 
 
 class Pane:
@@ -96,6 +95,14 @@ def pane_factory(request: pytest.FixtureRequest) -> Iterator:
         pane.kill()
 
 
+def assert_gone(workers: list[int]) -> None:
+    """The session's sandbox workers exit within 10 s of the session ending."""
+    deadline = time.monotonic() + 10
+    while set(workers) & set(worker_processes()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not set(workers) & set(worker_processes()), "sandboxes outlived the session"
+
+
 def test_play_maze_step_fork_back_switch_save(pane_factory, tmp_path: Path) -> None:
     out = tmp_path / "maze.jsonl"
     pane = pane_factory("treegym/Maze-v0", "--seed", "0")
@@ -159,10 +166,7 @@ def test_play_pycalc_sandbox_with_a_model(pane_factory, tmp_path: Path) -> None:
     pane.tmux("send-keys", "C-c")
     pane.wait(r"bye: 7 turns on 2 branches")
     pane.wait(r"EXITED 0")
-    deadline = time.monotonic() + 10
-    while set(workers) & set(worker_processes()) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not set(workers) & set(worker_processes()), "sandboxes outlived the session"
+    assert_gone(workers)
 
     [tree] = read_jsonl(out, Tree)
     assert [n.parent for n in tree.nodes] == [None, 0, 0, 0, 3, 4, 5]
@@ -171,3 +175,18 @@ def test_play_pycalc_sandbox_with_a_model(pane_factory, tmp_path: Path) -> None:
     assert tree.prompt_ids and all(
         len(n.action_ids) == len(n.action_logprobs) > 0 for n in tree.nodes)
     assert tree.kept == [6] and tree.nodes[6].truncated
+
+
+def test_play_pycalc_ctrl_d_closes_every_sandbox(pane_factory) -> None:
+    pane = pane_factory("treegym/PyCalc-v0", "--seed", "1", "--sandbox", "local",
+                        "--env-opt", "max_turns=5")
+    pane.wait(PROMPT, timeout=120)
+    pane.type("python: x = 41", r"turn 1/5")
+    pane.type("/fork", "now on branch 2")
+    pane.type("python: print(x)", r"\n41\n")
+    workers = worker_processes(ancestor=pane.server_pid())
+    assert workers, "a sandbox env should be running sandbox workers"
+    pane.tmux("send-keys", "C-d")
+    pane.wait(r"bye: 2 turns on 2 branches")
+    pane.wait(r"EXITED 0")
+    assert_gone(workers)

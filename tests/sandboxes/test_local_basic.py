@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from treegym.sandboxes import LimitExceeded, SandboxDead, SandboxError, open_sandbox
@@ -159,3 +162,16 @@ def test_limits_are_configurable() -> None:
         r = box.run("seq 1000")
         assert r.truncated and len(r.stdout) == 100
         assert box.python("print('ok')").stdout == "ok\n"
+
+
+def test_without_user_namespaces_the_error_names_the_way_out() -> None:
+    """A user namespace whose own limit allows no further namespaces stands in for a
+    host with them switched off (sysctl user.max_user_namespaces=0)."""
+    code = ("from treegym.sandboxes import SandboxError, open_sandbox\n"
+            "try:\n    open_sandbox('local')\nexcept SandboxError as e:\n    print(e)")
+    r = subprocess.run(
+        ["unshare", "-Ur", "sh", "-c",
+         'echo 0 > /proc/sys/user/max_user_namespaces && exec "$0" -c "$1"',
+         sys.executable, code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "namespaces" in r.stdout and "fork_method='commit'" in r.stdout, r.stdout

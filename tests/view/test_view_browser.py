@@ -1,5 +1,6 @@
 """`treegym view` in headless Chromium: nodes and rewards on the page, a node expands, and
-a screenshot is kept (under $TREEGYM_ARTIFACTS if set, else the test's tmp dir).
+a screenshot is kept (under $TREEGYM_ARTIFACTS if set, as .ci/run does, else the
+test's tmp dir) and its path printed.
 
 Needs Debian's chromium and chromium-driver plus selenium; skips without them, unless
 TREEGYM_REQUIRE_UI=1 (CI), where that is a failure. No browser is ever downloaded.
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import skip_unless_required
 from test_cli import TREEGYM
 
 from treegym.view import load_trees
@@ -38,9 +40,7 @@ def _missing() -> str | None:
 def browser() -> Iterator:
     reason = _missing()
     if reason is not None:
-        if os.environ.get("TREEGYM_REQUIRE_UI") == "1":
-            pytest.fail(f"TREEGYM_REQUIRE_UI=1 but {reason}")
-        pytest.skip(reason)
+        skip_unless_required("TREEGYM_REQUIRE_UI", reason)
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -82,7 +82,8 @@ def artifacts(tmp_path: Path) -> Path:
     return where
 
 
-def test_view_in_chromium(browser, server: str, trees_file: Path, tmp_path: Path) -> None:
+def test_view_in_chromium(browser, server: str, trees_file: Path, tmp_path: Path,
+                          capsys: pytest.CaptureFixture[str]) -> None:
     from selenium.webdriver.common.by import By
 
     trees = load_trees(trees_file)
@@ -120,4 +121,5 @@ def test_view_in_chromium(browser, server: str, trees_file: Path, tmp_path: Path
 
     shot = artifacts(tmp_path) / "treegym-view.png"
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
-    print(f"screenshot: {shot}")
+    with capsys.disabled():  # past pytest's capture, so the CI log says where it is
+        print(f"\nscreenshot: {shot}")

@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 from test_cli import treegym
 
 from treegym.rollout import RolloutStats
@@ -28,6 +29,23 @@ def test_view_model_has_every_node_savings_and_advantages(trees_file: Path) -> N
     leaves = {n["id"]: n for n in model["trees"][0]["nodes"] if n["leaf"]}
     assert {i for i, n in leaves.items() if n["advantage"] is not None} == set(trees[0].kept)
     assert all(n["advantage"] is None for n in model["trees"][1]["nodes"])
+
+
+def test_view_shows_the_advantages_a_trainer_wrote(tmp_path: Path) -> None:
+    pytest.importorskip("transformers", reason="training needs the torch extra")
+    from treegym.train import TrainConfig, train
+
+    config = TrainConfig(env="treegym/Maze-v0", env_kwargs={"size": 2, "max_turns": 2},
+                         policy="tiny", tasks_per_step=1, rollout={"mode": "chain", "n": 2},
+                         max_new_tokens=8, steps=1, out=tmp_path / "run")
+    train(config)
+    path = config.out / "trees.jsonl"
+    trees = load_trees(path)  # what `treegym view OUT/trees.jsonl` loads (page_for)
+    assert trees
+    for tree, shown in zip(trees, view_model(trees, source=str(path))["trees"], strict=True):
+        leaves = {n["id"]: n["advantage"] for n in shown["nodes"] if n["leaf"]}
+        assert tree.kept and set(tree.kept) <= set(leaves)
+        assert all(leaves[leaf] == tree.advantages[leaf] for leaf in tree.kept)
 
 
 def test_static_page_is_self_contained(trees_file: Path, tmp_path: Path) -> None:

@@ -88,4 +88,19 @@ def tree_grpo(trees: Sequence[Tree], eps: float = EPS) -> Advantages:
     return [{leaf: a[leaf] + b[leaf] for leaf in a} for a, b in zip(inter, intra, strict=True)]
 
 
+def node_advantages(tree: Tree, leaf_advantages: dict[int, float]) -> dict[int, float]:
+    """Node id -> advantage its action tokens are trained with, for `Tree.advantages`.
+
+    Packed training applies each kept leaf's term to every token on its path once
+    (packing.py's `below`), so a node gets the sum over the kept leaves below it: a leaf
+    its own, an inner node its subtree's (its gradient weight at ratio 1, exactly under
+    token-mean aggregation). Nodes on no kept path are not trained and get no entry.
+    """
+    out: dict[int, float] = {}
+    for leaf in tree.kept:
+        for node in tree.path(leaf):
+            out[node.id] = out.get(node.id, 0.0) + leaf_advantages[leaf]
+    return out
+
+
 ESTIMATORS = {"grpo": grpo, "tree_grpo": tree_grpo, "tree_grpo_intra": tree_grpo_intra}

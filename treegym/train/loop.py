@@ -25,7 +25,8 @@ import torch
 
 from ..errors import ConfigError
 from ..learn import ESTIMATORS, Learner, OptimConfig
-from ..records import Tree
+from ..learn.advantages import Advantages, node_advantages
+from ..records import Tree, write_jsonl
 from .actor import Actor, make_actor
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .collector import Collector, make_collector
@@ -95,6 +96,30 @@ class MetricsLog:
                     self.tb.add_scalar(key, value, record["step"])
 
 
+class TreesLog:
+    """trees.jsonl in the run folder: each step's batch with the advantages it was trained
+    with (`node_advantages`), for `treegym view`; resume-safe.
+
+    Trees have no step field (their `policy_version` repeats in one-step-off mode), so a
+    checkpoint records the file's size instead (`state["trees_bytes"]`), and resuming cuts
+    the file back to it, dropping the steps the resumed run writes again.
+    """
+
+    def __init__(self, out: Path, resume_bytes: int) -> None:
+        self.path = out / "trees.jsonl"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("ab") as fh:
+            self.size = min(resume_bytes, fh.tell())  # "ab" opens at the end
+            fh.truncate(self.size)
+
+    def write(self, batch: list[Tree], advantages: Advantages) -> None:
+        write_jsonl(self.path, [
+            tree.model_copy(update={"advantages": node_advantages(tree, leaf_advantages)})
+            for tree, leaf_advantages in zip(batch, advantages, strict=True)
+        ])
+        self.size = self.path.stat().st_size
+
+
 def train(config: TrainConfig, *, resume: bool = False, log: Log | None = None) -> list[dict]:
     """Run (or resume) the loop; return the per-step metrics of this invocation."""
     torch.manual_seed(config.seed)
@@ -125,7 +150,8 @@ def _run(config: TrainConfig, actor: Actor, resume: bool, log: Log) -> list[dict
         collector.sync(version=state["step"] if resume else 0)
         if not resume:
             batch, generated = collector.collect(0)
-            state = {"step": 0, "generated": generated, "batch_generated": generated}
+            state = {"step": 0, "generated": generated, "batch_generated": generated,
+                     "trees_bytes": 0}
             save_checkpoint(checkpoints, 0, model, learner.optimizer, state, batch)
         history = _steps(config, learner, collector, state, batch, resume, log)
     finally:
@@ -138,6 +164,8 @@ def _steps(config: TrainConfig, learner: Learner, collector: Collector, state: d
            batch: list[Tree], resume: bool, log: Log) -> list[dict]:
     """Steps `state["step"]` up to `config.steps` (or the token budget)."""
     metrics_log = MetricsLog(config.out, state["step"] if resume else None)
+    # Checkpoints from before trees.jsonl existed have no size: start the file afresh.
+    trees_log = TreesLog(config.out, state.get("trees_bytes", 0) if resume else 0)
     estimator = ESTIMATORS[config.advantage]
     ahead = ThreadPoolExecutor(1) if config.weight_sync == "one-step-off" else None
     history = []
@@ -150,6 +178,7 @@ def _steps(config: TrainConfig, learner: Learner, collector: Collector, state: d
             next_batch = ahead.submit(collector.collect, step + 1) if ahead else None
             for _ in range(config.epochs):
                 metrics = learner.step(batch, advantages)
+            trees_log.write(batch, advantages)
             record = {"step": step, "reward": mean_reward(batch),
                       "generated": state["generated"], "leaves": sum(len(t.kept) for t in batch),
                       "policy_version": batch[0].policy_version, **metrics}
@@ -163,7 +192,7 @@ def _steps(config: TrainConfig, learner: Learner, collector: Collector, state: d
                 collector.sync(version=step + 1)
                 batch, generated = collector.collect(step + 1)
             state = {"step": step + 1, "generated": state["generated"] + generated,
-                     "batch_generated": generated}
+                     "batch_generated": generated, "trees_bytes": trees_log.size}
             if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
                 save_checkpoint(config.out / "checkpoints", step + 1, learner.model,
                                 learner.optimizer, state, batch)
