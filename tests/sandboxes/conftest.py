@@ -26,7 +26,30 @@ def host_state() -> dict[str, list[object]]:
         mounts = sorted(line for line in f if any(m in line for m in _OUR_MOUNTS))
     tmp = sorted(n for n in os.listdir(tempfile.gettempdir()) if "treegym" in n)
     workers = worker_processes(ancestor=os.getpid())
-    return {"workers": sorted(workers), "mounts": list(mounts), "tmp": list(tmp)}
+    return {"workers": sorted(workers), "mounts": list(mounts), "tmp": list(tmp),
+            "descendants": _descendants(os.getpid())}
+
+
+def _descendants(root: int) -> list[int]:
+    """Every live process below `root`, whatever it runs: a command a sandbox left running
+    would be one, even though its command line does not name the worker."""
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] not in (b"Z", b"X"):
+            children.setdefault(int(fields[1]), []).append(int(name))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return sorted(found)
 
 
 @functools.cache
@@ -49,6 +72,7 @@ def local_leak_check() -> Iterator[None]:
     yield
     after = host_state()
     assert set(after["workers"]) <= set(before["workers"]), "sandbox processes leaked"
+    assert set(after["descendants"]) <= set(before["descendants"]), "processes leaked"
     assert after["mounts"] == before["mounts"], "host mounts changed"
     assert set(after["tmp"]) <= set(before["tmp"]), "temp dirs leaked"
 
