@@ -130,13 +130,8 @@ class DockerTreeSandbox(LocalSandbox):
             _remove(client, container_id, rendezvous)
             raise
         self.container_id = container_id
-        tree = _Tree(functools.partial(_stop_tree, client, container_id, life))
-        try:
-            self._attach(tree, chan, start_timeout)
-        except BaseException:
-            chan.close()
-            tree.kill()
-            raise
+        self._attach_root(_Tree(functools.partial(_stop_tree, client, container_id, life)),
+                          chan, start_timeout)
 
     @property
     def capabilities(self) -> Capabilities:

@@ -181,11 +181,15 @@ class LocalSandbox(Sandbox):
         finally:
             worker_end.close()
             os.close(life_r)
-        tree = _Tree(functools.partial(_stop_bootstrap, proc, life_w))
+        self._attach_root(_Tree(functools.partial(_stop_bootstrap, proc, life_w)), host_end,
+                          start_timeout)
+
+    def _attach_root(self, tree: _Tree, sock: socket.socket, start_timeout: float) -> None:
+        """Attach to a new tree's first worker; if that fails, the tree goes down with it."""
         try:
-            self._attach(tree, host_end, start_timeout)
+            self._attach(tree, sock, start_timeout)
         except BaseException:
-            host_end.close()
+            sock.close()
             tree.kill()
             raise
 

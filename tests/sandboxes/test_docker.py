@@ -10,12 +10,11 @@ from __future__ import annotations
 import gc
 import signal
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from docker_helpers import start_owner
 
 from treegym.sandboxes import (
     LimitExceeded,
@@ -283,28 +282,11 @@ def test_remove_stale_sweeps_dead_owners(docker_client: Any, docker_sandbox: Doc
     assert docker_sandbox.run("true").ok  # a live owner's sandbox is left alone
 
 
-OWNER_SCRIPT = """
-import os, time
-from treegym.sandboxes.docker import DockerSandbox
-sb = DockerSandbox()
-child = sb.fork()
-print(os.getpid(), flush=True)
-time.sleep(120)
-"""
-
-
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "sigkill"])
 def test_owner_interrupted_or_killed_leaves_nothing(docker_client: Any, sig: int) -> None:
     """Ctrl-C cleans up at exit; after a SIGKILL the next process's sweep does."""
-    owner = subprocess.Popen(
-        [sys.executable, "-c", OWNER_SCRIPT], stdout=subprocess.PIPE, text=True,
-        # a shell that ran us in the background made SIGINT ignored, and children inherit
-        # that; a user's Ctrl-C reaches a foreground process with the default action
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    owner, theirs = start_owner("treegym.sandboxes.docker", "DockerSandbox")
     try:
-        assert owner.stdout is not None
-        theirs = f"{socket.gethostname()}:{int(owner.stdout.readline())}"
         containers, images = labeled(docker_client, theirs)
         assert len(containers) == 2 and len(images) == 1
         owner.send_signal(sig)

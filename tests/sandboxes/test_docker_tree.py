@@ -9,7 +9,6 @@ from __future__ import annotations
 import gc
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from docker_helpers import start_owner
 
 # The local backend's behaviour and hostile battery, run against the tree in a container
 # through this module's `sb` fixture: the same worker must hold the same line.
@@ -152,27 +152,12 @@ def test_garbage_collection_leaves_nothing(docker_client: Any) -> None:
     assert ours(docker_client) == before
 
 
-OWNER_SCRIPT = """
-import os, time
-from treegym.sandboxes.docker_tree import DockerTreeSandbox
-sb = DockerTreeSandbox()
-child = sb.fork()
-print(os.getpid(), flush=True)
-time.sleep(120)
-"""
-
-
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "sigkill"])
 def test_owner_interrupted_or_killed_leaves_nothing(docker_client: Any, sig: int) -> None:
     """Ctrl-C closes the tree at exit. After a SIGKILL the lifeline closes with the owner,
     so the tree's processes end at once; the stopped container goes at the next sweep."""
-    owner = subprocess.Popen(
-        [sys.executable, "-c", OWNER_SCRIPT], stdout=subprocess.PIPE, text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    owner, theirs = start_owner("treegym.sandboxes.docker_tree", "DockerTreeSandbox")
     try:
-        assert owner.stdout is not None
-        theirs = f"{socket.gethostname()}:{int(owner.stdout.readline())}"
         (container,) = ours(docker_client, theirs)["containers"]
         owner.send_signal(sig)
         owner.wait(timeout=60)
