@@ -171,6 +171,7 @@ class Worker:
         saved = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = out, err
         limit, code, start = None, 0, time.monotonic()
+        spawned_before = _descendants(os.getpid(), self.children)
         cpu_now = int(resource.getrusage(resource.RUSAGE_SELF).ru_utime
                       + resource.getrusage(resource.RUSAGE_SELF).ru_stime)
         _, nproc_hard = resource.getrlimit(resource.RLIMIT_NPROC)
@@ -202,6 +203,8 @@ class Worker:
             sys.stdout, sys.stderr = saved
             resource.setrlimit(resource.RLIMIT_NPROC, (nproc_hard, nproc_hard))
             resource.setrlimit(resource.RLIMIT_CPU, (resource.RLIM_INFINITY,) * 2)
+        if limit is not None:
+            self._kill_spawned_since(spawned_before)
         return {
             "stdout": _read_capture(1, cap), "stderr": _read_capture(2, cap), "exit_code": code,
             "timed_out": limit == "timeout", "limit": None if limit == "timeout" else limit,
@@ -209,6 +212,26 @@ class Worker:
                          or max(err.seen, os.fstat(2).st_size) > cap,
             "seconds": time.monotonic() - start,
         }, b""
+
+    def _kill_spawned_since(self, before: set[int]) -> None:
+        """A call stopped by a limit takes the processes it started down with it, as a
+        timed-out command does; processes earlier calls left running, and other branches'
+        workers, are left alone. Repeated because a fork bomb keeps making new ones."""
+        for _ in range(100):
+            spawned = _descendants(os.getpid(), self.children) - before
+            if not spawned:
+                return
+            for pid in spawned:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            for pid in spawned:  # the interrupted code can no longer wait for its children
+                try:
+                    os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
+            time.sleep(0.002)
 
     # -- shell commands -------------------------------------------------------------
     def op_run(self, msg: _wire.Message) -> tuple[dict[str, Any], bytes]:
@@ -319,6 +342,29 @@ def _user_traceback(e: BaseException) -> str:
 
 def _read_capture(fd: int, cap: int) -> str:
     return os.pread(fd, cap, 0).decode("utf-8", "replace")
+
+
+def _descendants(root: int, skip: set[int]) -> set[int]:
+    """Live processes below `root` in this pid namespace, minus the subtrees of `skip`."""
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] not in (b"Z", b"X"):
+            children.setdefault(int(fields[1]), []).append(int(name))
+    found: set[int] = set()
+    todo = [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in skip:
+                found.add(child)
+                todo.append(child)
+    return found
 
 
 def _count_processes() -> int:

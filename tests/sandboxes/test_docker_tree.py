@@ -27,6 +27,7 @@ from test_local_basic import (  # noqa: F401
     test_siblings_are_isolated,
 )
 from test_local_hostile import (  # noqa: F401
+    test_a_python_call_stopped_by_a_limit_takes_its_processes_along,
     test_fork_bomb_is_contained,
     test_gigabyte_of_output_is_capped,
     test_host_homes_and_secrets_are_invisible,

@@ -143,3 +143,18 @@ def test_gigabyte_of_output_is_capped(sb: LocalSandbox) -> None:
 def test_layer_store_is_hidden_from_commands(sb: LocalSandbox) -> None:
     assert sb.run("ls -A /.tg").stdout == ""
     assert sb.run("ls /proc/*/root/.tg/l /proc/*/cwd/../../.tg/l 2>/dev/null").stdout == ""
+
+
+def test_a_python_call_stopped_by_a_limit_takes_its_processes_along(sb: LocalSandbox) -> None:
+    sb.python("import subprocess\nkeep = subprocess.Popen(['sleep', '1001'])")
+    r = sb.python("import subprocess, time\n"
+                  "spawned = [subprocess.Popen(['sleep', '1002']) for _ in range(3)]\n"
+                  "subprocess.Popen(['sh', '-c', 'sleep 1003 & sleep 1004'])\n"
+                  "time.sleep(100)", timeout=1)
+    assert r.timed_out
+    left = sb.python("import os\nfor p in os.listdir('/proc'):\n    if p.isdigit():\n"
+                     "        print(open(f'/proc/{p}/cmdline').read().replace('\\0', ' '))"
+                     ).stdout
+    assert "sleep 1001" in left  # started by an earlier call that finished normally
+    assert not any(f"sleep {n}" in left for n in (1002, 1003, 1004)), left
+    assert sb.python("keep.poll() is None").stdout == "True\n"
