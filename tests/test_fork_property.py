@@ -75,3 +75,55 @@ def test_fork_replays_and_isolates(
     finally:
         for env in (parent, child, twin, reference):
             env.close()
+
+
+code_actions = st.one_of(
+    st.integers(-9, 9).map(lambda k: call("python", code=f"x = globals().get('x', 0) + {k}")),
+    st.integers(0, 9).map(lambda k: call("python", code=f"open('log.txt', 'a').write('{k}')")),
+    st.just(call("python", code="print(x)")),
+    st.just(call("python", code="print(open('log.txt').read())")),
+    st.just(call("python", code="import os; print(sorted(os.listdir('.')))")),
+    st.just(call("python", code="import random; print(random.random() < 2)")),
+    st.just(call("python", code="1 / 0")),
+)
+
+
+def outcomes(env: treegym.AgentEnv, seq: list[str]) -> list[tuple[Any, ...]]:
+    """`run`'s trace without tool timings, which a real interpreter never repeats."""
+    return [(obs, reward, term, trunc, calls, [r.model_copy(update={"seconds": 0.0})
+                                              for r in results], error)
+            for obs, reward, term, trunc, calls, results, error in run(env, seq)]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**16),
+    prefix=st.lists(code_actions, max_size=5),
+    ours=st.lists(code_actions, min_size=1, max_size=5),
+    theirs=st.lists(code_actions, min_size=1, max_size=5),
+)
+def test_sandbox_fork_replays_and_isolates(
+    seed: int, prefix: list[str], ours: list[str], theirs: list[str]
+) -> None:
+    """The same property where the world is a live interpreter and files in a sandbox."""
+    def fresh_calc() -> treegym.AgentEnv:
+        env = treegym.make("treegym/PyCalc-v0", max_turns=16)
+        env.reset(seed=seed)
+        return env
+
+    parent = fresh_calc()
+    envs = [parent]
+    try:
+        outcomes(parent, prefix)
+        child, reference = parent.fork(), fresh_calc()
+        envs += [child, reference]
+        outcomes(reference, prefix)
+        child_trace = outcomes(child, theirs)
+        assert outcomes(parent, ours) == outcomes(reference, ours)
+        replay = fresh_calc()
+        envs.append(replay)
+        outcomes(replay, prefix)
+        assert outcomes(replay, theirs) == child_trace
+    finally:
+        for env in envs:
+            env.close()
