@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -31,6 +32,15 @@ def test_envs_json_is_a_list_on_the_last_line() -> None:
     assert isinstance(rows, list)
     maze = next(r for r in rows if r["id"] == "treegym/Maze-v0")
     assert maze["tools"] == ["look", "move"] and maze["needs_sandbox"] is False
+
+
+def test_envs_table_keeps_whole_ids_in_a_narrow_terminal() -> None:
+    out = subprocess.run([TREEGYM, "envs"], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "COLUMNS": "80"})
+    assert out.returncode == 0, out.stderr
+    for env_id in ("treegym/BugFix-v0", "treegym/Maze-v0", "treegym/PyCalc-v0"):
+        assert env_id in out.stdout
+    assert max(len(line) for line in out.stdout.splitlines()) <= 80
 
 
 def test_demo_forks_and_writes_both_branches(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from typing import Literal, NoReturn
 import typer
 from pydantic import ValidationError
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 from typer.exceptions import TyperException
 
 from .errors import TreegymError
@@ -35,7 +35,8 @@ def envs(as_json: bool = JSON_OPTION) -> None:
     if as_json:
         print(json.dumps([info.model_dump() for info in infos]))
         return
-    table = Table("id", "description", "tools", "sandbox", "max turns")
+    # ids are what users copy into commands, so they are never cut short
+    table = Table(Column("id", no_wrap=True), "description", "tools", "sandbox", "max turns")
     for info in infos:
         table.add_row(info.id, info.description, ", ".join(info.tools),
                       "yes" if info.needs_sandbox else "no", str(info.max_turns))
