@@ -19,6 +19,8 @@ Nesting namespaces needs two departures from Docker's defaults, both kept narrow
 - no masked /proc paths, because the kernel refuses a fresh /proc for the tree's pid
   namespace while parts of the container's /proc are covered. Inside the tree no
   process is root outside its own user namespace, so the unmasked files stay unreadable.
+Where the engine enforces AppArmor, its default profile forbids mount(2), so the tree's
+container also runs without it (untested here: this machine's engine has no AppArmor).
 """
 
 from __future__ import annotations
@@ -172,7 +174,7 @@ def _start_container(client: Any, image: str, limits: SandboxLimits, rendezvous:
         init=True,
         network_mode="bridge" if limits.network else "none",
         cap_drop=["ALL"],
-        security_opt=["no-new-privileges", f"seccomp={SECCOMP_PROFILE}"],
+        security_opt=["no-new-privileges", f"seccomp={SECCOMP_PROFILE}", *_apparmor(client)],
         mem_limit=memory,
         memswap_limit=memory,
         pids_limit=max_tree_processes + HOUSEKEEPING_PIDS,
@@ -207,6 +209,14 @@ def _start_container(client: Any, image: str, limits: SandboxLimits, rendezvous:
         _remove(client, container_id, None)
         raise
     return container_id
+
+
+def _apparmor(client: Any) -> list[str]:
+    """Where the engine enforces AppArmor, its docker-default profile forbids mount(2),
+    which the worker needs inside the tree's own namespaces; there the container runs
+    unconfined by AppArmor and the namespaces, seccomp and cgroups above still hold."""
+    enforced = any(o.startswith("name=apparmor") for o in client.info().get("SecurityOptions", []))
+    return ["apparmor=unconfined"] if enforced else []
 
 
 @functools.cache
