@@ -28,6 +28,12 @@ def test_depth_64_fork_chain(sb: LocalSandbox) -> None:
         assert chain[32].python("depth").stdout == "32\n"
         assert sb.python("depth").stdout == "0\n"
         assert "trail.txt" not in sb.listdir()
+        # 64 levels went past squash_every (32): the stack was squashed, never near the
+        # kernel's overlay depth limit
+        root = last.python("print(next(line for line in open('/proc/self/mountinfo') "
+                           "if line.split()[4] == '/' and ' overlay ' in line))").stdout
+        lowers = root.split("lowerdir=")[1].split(",")[0].split(":")
+        assert len(lowers) <= 33, root
     finally:
         for node in chain[1:]:
             node.close()
