@@ -1,4 +1,4 @@
-"""Linux namespace and mount system calls through ctypes.
+"""Linux namespace and mount system calls through ctypes, and the process tree from /proc.
 
 Python 3.11 has no `os.unshare`, `os.setns`, `mount` or `pivot_root`. The sandbox
 worker needs all of them and must stay stdlib-only, so they are bound here by hand.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+from collections.abc import Collection
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
@@ -105,3 +106,26 @@ def attach_tree(fd: int, target: str) -> None:
 def prctl(option: int, arg: int = 0) -> None:
     _check(_libc.prctl(option, arg, 0, 0, 0), "prctl")
 
+
+def descendants(root: int, skip: Collection[int] = ()) -> set[int]:
+    """Live processes below `root` in this pid namespace, minus the subtrees of `skip`:
+    what a call started, or what a test left running."""
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] not in (b"Z", b"X"):
+            children.setdefault(int(fields[1]), []).append(int(name))
+    found: set[int] = set()
+    todo = [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in skip:
+                found.add(child)
+                todo.append(child)
+    return found

@@ -171,7 +171,7 @@ class Worker:
         saved = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = out, err
         limit, code, start = None, 0, time.monotonic()
-        spawned_before = _descendants(os.getpid(), self.children)
+        spawned_before = L.descendants(os.getpid(), self.children)
         cpu_now = int(resource.getrusage(resource.RUSAGE_SELF).ru_utime
                       + resource.getrusage(resource.RUSAGE_SELF).ru_stime)
         _, nproc_hard = resource.getrlimit(resource.RLIMIT_NPROC)
@@ -218,7 +218,7 @@ class Worker:
         timed-out command does; processes earlier calls left running, and other branches'
         workers, are left alone. Repeated because a fork bomb keeps making new ones."""
         for _ in range(100):
-            spawned = _descendants(os.getpid(), self.children) - before
+            spawned = L.descendants(os.getpid(), self.children) - before
             if not spawned:
                 return
             for pid in spawned:
@@ -342,29 +342,6 @@ def _user_traceback(e: BaseException) -> str:
 
 def _read_capture(fd: int, cap: int) -> str:
     return os.pread(fd, cap, 0).decode("utf-8", "replace")
-
-
-def _descendants(root: int, skip: set[int]) -> set[int]:
-    """Live processes below `root` in this pid namespace, minus the subtrees of `skip`."""
-    children: dict[int, list[int]] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields[0] not in (b"Z", b"X"):
-            children.setdefault(int(fields[1]), []).append(int(name))
-    found: set[int] = set()
-    todo = [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in skip:
-                found.add(child)
-                todo.append(child)
-    return found
 
 
 def _count_processes() -> int:

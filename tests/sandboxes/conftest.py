@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from treegym.sandboxes import SandboxError
+from treegym.sandboxes._linux import descendants
 from treegym.sandboxes.local import LocalSandbox, worker_processes
 
 _OUR_MOUNTS = ("tgstore", "lowerdir=/l/", "lowerdir=/skel", "/.tg")
@@ -27,29 +28,7 @@ def host_state() -> dict[str, list[object]]:
     tmp = sorted(n for n in os.listdir(tempfile.gettempdir()) if "treegym" in n)
     workers = worker_processes(ancestor=os.getpid())
     return {"workers": sorted(workers), "mounts": list(mounts), "tmp": list(tmp),
-            "descendants": _descendants(os.getpid())}
-
-
-def _descendants(root: int) -> list[int]:
-    """Every live process below `root`, whatever it runs: a command a sandbox left running
-    would be one, even though its command line does not name the worker."""
-    children: dict[int, list[int]] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields[0] not in (b"Z", b"X"):
-            children.setdefault(int(fields[1]), []).append(int(name))
-    found, todo = [], [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return sorted(found)
+            "descendants": sorted(descendants(os.getpid()))}
 
 
 @functools.cache
