@@ -86,6 +86,19 @@ def test_branch_prefills_only_its_new_tokens(hf: HFPolicy) -> None:
     assert hf.ledger.generated - before.generated == 4 * 3
 
 
+def test_branches_keep_sharing_the_prefix_in_memory(hf: HFPolicy) -> None:
+    """After extending and generating, siblings still hold one copy of the common
+    prefix's KV: only what each branch added is its own memory."""
+    root = hf.start(prompt(hf.tokenizer, 200))
+    branches = [hf.fork(root) for _ in range(4)]
+    for i, b in enumerate(branches):
+        hf.extend(b, prompt(hf.tokenizer, 5, salt=f"{i} "))
+    hf.generate(branches, SamplingParams(temperature=0, max_tokens=3, stop_token_ids=[]))
+    prefix = root.state[0][0][0]
+    assert all(b.state[0][0][0].data_ptr() == prefix.data_ptr() for b in branches)
+    assert hf.kv_bytes([root, *branches]) < 1.2 * hf.kv_bytes([root])
+
+
 def test_sampling_is_seeded_and_branches_differ(hf: HFPolicy) -> None:
     root = hf.start(prompt(hf.tokenizer, 50))
     params = SamplingParams(temperature=1.0, max_tokens=8, seed=7, stop_token_ids=[])

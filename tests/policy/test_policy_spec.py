@@ -56,3 +56,5 @@ def test_bench_policy_counts(tiny: Path) -> None:
     assert result["prefill_tokens_fork"] == 8 * BRANCH_TOKENS
     assert result["prefill_tokens_recompute"] == 8 * (512 + BRANCH_TOKENS)
     assert result["fork_s"] > 0 and result["recompute_s"] > 0
+    # forked branches hold one trunk plus their own few ids; recomputed ones hold 8 trunks
+    assert result["kv_mib_fork"] * 4 < result["kv_mib_recompute"]

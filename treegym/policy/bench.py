@@ -29,35 +29,42 @@ def _branches(policy: Policy, n: int, prefix: int) -> tuple[list[int], list[list
     return trunk, [rng.choices(pool, k=BRANCH_TOKENS) for _ in range(n)]
 
 
-def _fork_arm(policy: Policy, root: Context, suffixes: list[list[int]]) -> None:
+def _fork_arm(policy: Policy, root: Context, suffixes: list[list[int]]) -> list[Context]:
     branches = []
     for suffix in suffixes:
         branch = policy.fork(root)
         policy.extend(branch, suffix)
         branches.append(branch)
     policy.generate(branches, SamplingParams(temperature=0, max_tokens=DECODE_TOKENS))
-    for ctx in branches:
-        policy.release(ctx)
+    return branches
 
 
-def _recompute_arm(policy: Policy, root: Context, suffixes: list[list[int]]) -> None:
+def _recompute_arm(policy: Policy, root: Context, suffixes: list[list[int]]) -> list[Context]:
     branches = [policy.start(root.ids + suffix) for suffix in suffixes]
     policy.generate(branches, SamplingParams(temperature=0, max_tokens=DECODE_TOKENS))
-    for ctx in branches:
-        policy.release(ctx)
+    return branches
 
 
 def _clock(arm, policy: Policy, root: Context, suffixes: list[list[int]]) -> float:
     start = time.perf_counter()
-    arm(policy, root, suffixes)
-    return time.perf_counter() - start
+    branches = arm(policy, root, suffixes)
+    elapsed = time.perf_counter() - start
+    for ctx in branches:
+        policy.release(ctx)
+    return elapsed
 
 
-def _prefilled(arm, policy: Policy, root: Context, suffixes: list[list[int]]) -> int:
-    """Tokens one run of `arm` prefilled, by the ledger. Doubles as the warm-up run."""
+def _counted(arm, policy: Policy, root: Context, suffixes: list[list[int]]
+             ) -> tuple[int, int | None]:
+    """Tokens one run of `arm` prefilled, by the ledger, and the KV memory its branches
+    hold once under way (backends that can tell). Doubles as the warm-up run."""
     before = policy.ledger.prefilled
-    arm(policy, root, suffixes)
-    return policy.ledger.prefilled - before
+    branches = arm(policy, root, suffixes)
+    kv_bytes = getattr(policy, "kv_bytes", None)
+    held = kv_bytes(branches) if kv_bytes else None
+    for ctx in branches:
+        policy.release(ctx)
+    return policy.ledger.prefilled - before, held
 
 
 def bench_policy(
@@ -66,14 +73,15 @@ def bench_policy(
     """Continue `n` branches from a `prefix`-token trunk: fork+extend vs re-prefill.
 
     The trunk exists before the clock starts, as it does at a branch point. Prefill
-    counts come from the policy's ledger; times are the best of `repeats` after a warm-up.
+    counts come from the policy's ledger; times are the best of `repeats` after a warm-up;
+    KV memory is what the branches hold, counting storage they share once.
     """
     policy = make_policy(spec, **options)
     try:
         trunk, suffixes = _branches(policy, n, prefix)
         root = policy.start(trunk)
-        fork_tokens = _prefilled(_fork_arm, policy, root, suffixes)
-        recompute_tokens = _prefilled(_recompute_arm, policy, root, suffixes)
+        fork_tokens, fork_kv = _counted(_fork_arm, policy, root, suffixes)
+        recompute_tokens, recompute_kv = _counted(_recompute_arm, policy, root, suffixes)
         # Interleaved repeats, best of each: other load on the machine hits both arms alike.
         runs = [
             (
@@ -97,4 +105,8 @@ def bench_policy(
         "speedup": round(recompute_s / fork_s, 2),
         "prefill_tokens_fork": fork_tokens,
         "prefill_tokens_recompute": recompute_tokens,
+        # KV memory the N branches hold (the trunk's counted once when shared); null
+        # where the backend manages KV itself (vLLM, a server)
+        "kv_mib_fork": None if fork_kv is None else round(fork_kv / 2**20, 2),
+        "kv_mib_recompute": None if recompute_kv is None else round(recompute_kv / 2**20, 2),
     }

@@ -1,11 +1,12 @@
 """`hf:PATH`: transformers on CPU or CUDA, with KV prefixes forked instead of recomputed.
 
-Each context keeps its KV as per-layer (key, value) tensors covering every id but the
-last one; that last id is "pending" and is fed as the first input of the next forward.
-So `start` and `extend` run the model over exactly the new ids, `generate` needs no
-logits stored between calls, and the KV tensors are never written in place (a
-`DynamicCache` grows by concatenation), which lets `fork` share them outright: a branch
-costs nothing until it appends, and appending never touches its siblings.
+Each context keeps its KV as a tuple of *spans*, each span per-layer (key, value)
+tensors for a run of ids, together covering every id but the last one; that last id is
+"pending" and is fed as the first input of the next forward. So `start` and `extend` run
+the model over exactly the new ids, and `generate` needs no logits stored between calls.
+Spans are never written after they are made, which lets `fork` share them outright, and
+appending adds a span of its own: siblings keep sharing their common prefix in memory
+for as long as they live, not only until their first step.
 
 `generate` decodes many contexts of different lengths in one batch: their KV is
 left-padded into one `DynamicCache` with an attention mask over the padding and explicit
@@ -26,7 +27,8 @@ from pydantic import BaseModel, ConfigDict
 from .base import BasePolicy, Context, Generation, PolicyError, SamplingParams
 from .chat import load_tokenizer
 
-KV = tuple[tuple[torch.Tensor, torch.Tensor], ...]
+Span = tuple[tuple[torch.Tensor, torch.Tensor], ...]  # per layer: (key, value)
+KV = tuple[Span, ...]  # in order; shared by forks, never written in place
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -84,15 +86,24 @@ class HFPolicy(BasePolicy):
 
     # -- the model, one context at a time ----------------------------------------------
 
-    def _cache(self, kv: KV | None):
-        return self._cache_cls(ddp_cache_data=kv) if kv else self._cache_cls()
+    def _cache(self, kv: KV):
+        """A `DynamicCache` holding `kv` joined into one span (a copy for one forward)."""
+        if not kv:
+            return self._cache_cls()
+        joined = kv[0] if len(kv) == 1 else tuple(
+            (torch.cat([span[layer][0] for span in kv], dim=2),
+             torch.cat([span[layer][1] for span in kv], dim=2))
+            for layer in range(len(kv[0]))
+        )
+        return self._cache_cls(ddp_cache_data=joined)
 
     @torch.inference_mode()
-    def _prefill(self, kv: KV | None, ids: list[int]) -> KV | None:
-        """Run `ids` on top of `kv` and return the longer KV. Only `ids` are computed."""
+    def _prefill(self, kv: KV, ids: list[int]) -> KV:
+        """Run `ids` on top of `kv` and return it with their span added. Only `ids` are
+        computed, and only their span is new memory."""
         if not ids:
             return kv
-        past = kv[0][0].shape[2] if kv else 0
+        past = _length(kv)
         cache = self._cache(kv)
         positions = torch.arange(past, past + len(ids), device=self.device)
         self.model(
@@ -103,13 +114,14 @@ class HFPolicy(BasePolicy):
             use_cache=True,
             logits_to_keep=1,
         )
-        return tuple((layer.keys, layer.values) for layer in cache.layers)
+        return (*kv, tuple((layer.keys[:, :, past:].clone(), layer.values[:, :, past:].clone())
+                           for layer in cache.layers))
 
     def start(self, prompt_ids: Sequence[int]) -> Context:
         ids = self._check_ids(prompt_ids, "prompt_ids")
         if not ids:
             raise PolicyError("start() needs at least one prompt id")
-        ctx = Context(ids, state=self._prefill(None, ids[:-1]))
+        ctx = Context(ids, state=self._prefill((), ids[:-1]))
         self.ledger.add(prefilled=len(ids))
         return ctx
 
@@ -125,9 +137,15 @@ class HFPolicy(BasePolicy):
         self.ledger.add(prefilled=len(ids), cached=reused)
 
     def fork(self, ctx: Context) -> Context:
-        """A new context sharing `ctx`'s KV tensors; neither ever writes them in place."""
+        """A new context sharing `ctx`'s KV spans; neither ever writes them in place."""
         self._live(ctx)
         return Context(ctx._ids, state=ctx.state)
+
+    def kv_bytes(self, ctxs: Sequence[Context]) -> int:
+        """KV memory `ctxs` hold together, counting spans that forks share once."""
+        held = {t.data_ptr(): t.numel() * t.element_size()
+                for c in ctxs for span in c.state or () for layer in span for t in layer}
+        return sum(held.values())
 
     # -- batched decoding ----------------------------------------------------------------
 
@@ -140,18 +158,21 @@ class HFPolicy(BasePolicy):
             [[0] * p + [1] * n for p, n in zip(pads, lengths, strict=True)], device=self.device
         )
         if width == 0:
-            return self._cache(None), mask, pads
-        ref = next(c.state for c in ctxs if c.state)
+            return self._cache(()), mask, pads
+        ref = next(c.state for c in ctxs if c.state)[0]
         layers = []
         for layer, (k_ref, v_ref) in enumerate(ref):
             k = k_ref.new_zeros(len(ctxs), k_ref.shape[1], width, k_ref.shape[3])
             v = v_ref.new_zeros(len(ctxs), v_ref.shape[1], width, v_ref.shape[3])
             for row, (ctx, pad) in enumerate(zip(ctxs, pads, strict=True)):
-                if ctx.state:
-                    k[row, :, pad:] = ctx.state[layer][0][0]
-                    v[row, :, pad:] = ctx.state[layer][1][0]
+                at = pad
+                for span in ctx.state:
+                    n = span[layer][0].shape[2]
+                    k[row, :, at : at + n] = span[layer][0][0]
+                    v[row, :, at : at + n] = span[layer][1][0]
+                    at += n
             layers.append((k, v))
-        return self._cache(tuple(layers)), mask, pads
+        return self._cache((tuple(layers),)), mask, pads
 
     def _sample(
         self, logits: torch.Tensor, params: SamplingParams, gens: list[torch.Generator | None]
@@ -252,12 +273,16 @@ class HFPolicy(BasePolicy):
         ]
 
     def _finish(self, ctx: Context, cache: object, row: int, pad: int, new: list[int]) -> None:
-        """Give `ctx` its row of the batch cache, unpadded: all its ids but the last."""
-        ctx.state = tuple(
-            (
-                layer.keys[row : row + 1, :, pad:].contiguous(),
-                layer.values[row : row + 1, :, pad:].contiguous(),
-            )
+        """Add to `ctx` the span this call computed: its batch row past what it had."""
+        start = pad + len(ctx) - 1
+        ctx.state = (*ctx.state, tuple(
+            (layer.keys[row : row + 1, :, start:].clone(),
+             layer.values[row : row + 1, :, start:].clone())
             for layer in cache.layers
-        )
+        ))
         ctx._ids.extend(new)
+
+
+def _length(kv: KV) -> int:
+    """How many ids `kv` covers."""
+    return sum(span[0][0].shape[2] for span in kv)
