@@ -450,6 +450,8 @@ def main() -> None:
     cfg = json.loads(sys.argv[1])
     chan = socket.socket(fileno=cfg["chan_fd"])
     lifeline = cfg["lifeline_fd"]
+    if os.read(lifeline, 1) != b"g":  # the host is done placing us (cgroup, credentials)
+        os._exit(1)
     try:
         _enter_namespaces(cfg["sandbox_uid"], cfg["network"])
     except BaseException as e:  # noqa: B036 - the host must hear why

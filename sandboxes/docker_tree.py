@@ -47,7 +47,8 @@ RENDEZVOUS = "/run/treegym"
 SOCKET_NAME = "host.sock"
 # Docker-init and the worker's bootstrap, beyond the tree's own processes.
 HOUSEKEEPING_PIDS = 8
-# Dials the host twice (channel, lifeline), waits for the go byte, becomes the worker.
+# Dials the host twice (channel, lifeline) and becomes the worker, which waits for the
+# host's go byte on the lifeline before it starts.
 BOOT = f"""
 import json, os, socket, sys
 def dial():
@@ -55,8 +56,6 @@ def dial():
     s.connect({RENDEZVOUS + "/" + SOCKET_NAME!r})
     return s
 chan, life = dial(), dial()
-if life.recv(1) != b"g":
-    sys.exit("treegym: the host did not start the worker")
 cfg = json.loads(sys.argv[1])
 cfg["chan_fd"], cfg["lifeline_fd"] = chan.detach(), life.detach()
 os.set_inheritable(cfg["chan_fd"], True)
@@ -132,6 +131,7 @@ class DockerTreeSandbox(LocalSandbox):
             _remove(client, container_id, rendezvous)
             raise
         self.container_id = container_id
+        self._tree_cap = "the container's memory cgroup"
         self._attach_root(_Tree(functools.partial(_stop_tree, client, container_id, life)),
                           chan, start_timeout)
 

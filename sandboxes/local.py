@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _wire
+from ._cgroup import TreeCgroup
 from .base import (
     Capabilities,
     ExecResult,
@@ -98,7 +99,8 @@ class _Tree:
             stop()
 
 
-def _stop_bootstrap(proc: subprocess.Popen[bytes], lifeline: int) -> None:
+def _stop_bootstrap(proc: subprocess.Popen[bytes], lifeline: int,
+                    cgroup: TreeCgroup | None) -> None:
     """EOF on the lifeline makes the bootstrap kill the tree's init and reap it."""
     os.close(lifeline)
     try:
@@ -106,6 +108,8 @@ def _stop_bootstrap(proc: subprocess.Popen[bytes], lifeline: int) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+    if cgroup is not None:
+        cgroup.remove()
 
 
 class _Worker:
@@ -143,8 +147,10 @@ class LocalSandbox(Sandbox):
     Backend options: `fork_method` ("overlayfs" or "copy"), `disk_mb` (size of the
     tree's in-memory layer store), `squash_every` (overlay depth that triggers a squash),
     `max_tree_processes` (a hard cap on processes in one tree, all branches together),
-    `sandbox_uid` (the host uid the sandbox runs as when the host process is root) and
-    `python` (the interpreter, which must live under /usr to be visible inside).
+    `tree_memory_mb` (the tree's memory cgroup, processes and layer store together,
+    where this process may make one: see _cgroup.py), `sandbox_uid` (the host uid the
+    sandbox runs as when the host process is root) and `python` (the interpreter, which
+    must live under /usr to be visible inside).
     """
 
     def __init__(
@@ -155,6 +161,7 @@ class LocalSandbox(Sandbox):
         disk_mb: int = 2048,
         squash_every: int = 32,
         max_tree_processes: int = 1024,
+        tree_memory_mb: int = 4096,
         sandbox_uid: int = 65534,
         python: str = "/usr/bin/python3",
         start_timeout: float = 30.0,
@@ -181,8 +188,18 @@ class LocalSandbox(Sandbox):
         finally:
             worker_end.close()
             os.close(life_r)
-        self._attach_root(_Tree(functools.partial(_stop_bootstrap, proc, life_w)), host_end,
-                          start_timeout)
+        cgroup = TreeCgroup.create(tree_memory_mb, max_tree_processes)
+        tree = _Tree(functools.partial(_stop_bootstrap, proc, life_w, cgroup))
+        try:
+            if cgroup is not None:
+                cgroup.add(proc.pid)  # before the go byte: the bootstrap has not forked yet
+            os.write(life_w, b"g")
+        except BaseException:
+            host_end.close()
+            tree.kill()
+            raise
+        self._tree_cap = "a memory cgroup for the tree" if cgroup else None
+        self._attach_root(tree, host_end, start_timeout)
 
     def _attach_root(self, tree: _Tree, sock: socket.socket, start_timeout: float) -> None:
         """Attach to a new tree's first worker; if that fails, the tree goes down with it."""
@@ -219,14 +236,18 @@ class LocalSandbox(Sandbox):
         overlay = self._method == "overlayfs"
         return Capabilities(
             backend="local", forks_files=True, forks_memory=True, fork_method=self._method,
-            isolation=_ISOLATION + ([] if self.limits.network else ["net-ns"]),
+            isolation=_ISOLATION + ([] if self.limits.network else ["net-ns"])
+            + (["memory-cgroup", "pids-cgroup"] if self._tree_cap else []),
             notes=("fork = os.fork of the worker + " + (
                 "a new overlayfs upper layer per side (O(1) in workspace size)" if overlay
                 else "cp -a of the root (slower; grows with the workspace)"))
             + "; python() code runs as root of the tree's user namespace, in the worker "
               "process, so hostile python() code could reach its own tree's other branches "
               "(never the host); shell commands run without capabilities; memory is capped "
-              "per process (RLIMIT_AS)",
+              "per process (RLIMIT_AS) and " + (
+                  f"for the whole tree by {self._tree_cap}" if self._tree_cap else
+                  "not for the tree as a whole (no cgroup could be made here: that needs "
+                  "root or a delegated cgroup)"),
         )
 
     def run(self, cmd: str, timeout: float | None = None) -> ExecResult:
@@ -257,6 +278,7 @@ class LocalSandbox(Sandbox):
             child_end.close()
         child = object.__new__(type(self))
         child.limits = self.limits
+        child._tree_cap = self._tree_cap
         try:
             child._attach(self._worker.tree, host_end, self._start_timeout)
         except BaseException:

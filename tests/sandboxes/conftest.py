@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from treegym.sandboxes import SandboxError
+from treegym.sandboxes._cgroup import existing
 from treegym.sandboxes._linux import descendants
 from treegym.sandboxes.local import LocalSandbox, worker_processes
 
@@ -28,7 +29,7 @@ def host_state() -> dict[str, list[object]]:
     tmp = sorted(n for n in os.listdir(tempfile.gettempdir()) if "treegym" in n)
     workers = worker_processes(ancestor=os.getpid())
     return {"workers": sorted(workers), "mounts": list(mounts), "tmp": list(tmp),
-            "descendants": sorted(descendants(os.getpid()))}
+            "descendants": sorted(descendants(os.getpid())), "cgroups": existing()}
 
 
 @functools.cache
@@ -52,6 +53,7 @@ def local_leak_check() -> Iterator[None]:
     after = host_state()
     assert set(after["workers"]) <= set(before["workers"]), "sandbox processes leaked"
     assert set(after["descendants"]) <= set(before["descendants"]), "processes leaked"
+    assert after["cgroups"] == before["cgroups"], "tree cgroups leaked"
     assert after["mounts"] == before["mounts"], "host mounts changed"
     assert set(after["tmp"]) <= set(before["tmp"]), "temp dirs leaked"
 

@@ -158,3 +158,18 @@ def test_a_python_call_stopped_by_a_limit_takes_its_processes_along(sb: LocalSan
     assert "sleep 1001" in left  # started by an earlier call that finished normally
     assert not any(f"sleep {n}" in left for n in (1002, 1003, 1004)), left
     assert sb.python("keep.poll() is None").stdout == "True\n"
+
+
+def test_a_memory_bomb_spread_over_processes_meets_the_tree_cgroup() -> None:
+    """Each process stays under its own address-space cap; only the tree's cgroup stops
+    their sum (here 4 x 200 MB against a 400 MB tree)."""
+    with LocalSandbox(tree_memory_mb=400, timeout=30) as box:
+        if "memory-cgroup" not in box.capabilities.isolation:
+            pytest.skip(f"no cgroup for the tree here: {box.capabilities.notes}")
+        r = box.run("for i in 1 2 3 4; do (python3 -c 'b = bytearray(200 << 20); "
+                    "import time; time.sleep(2)'; echo \"job $i: $?\") & done; wait")
+        statuses = [line.rsplit(" ", 1)[1] for line in r.stdout.splitlines()
+                    if line.startswith("job")]
+        assert "137" in statuses, r
+        assert statuses.count("0") < 4, r
+        assert box.python("print('usable')").stdout == "usable\n"
