@@ -9,6 +9,10 @@ Making a cgroup needs write access to the hierarchy: root, on cgroup v1 (memory 
 pids hierarchies) or on cgroup v2 where the parent already delegates both controllers.
 Elsewhere (an unprivileged user without systemd delegation) `TreeCgroup.create` returns
 None, and the sandbox's capabilities say that memory is capped per process only.
+
+A tree's cgroup is removed when the tree closes. One whose owner was killed (SIGKILL, a
+crash) is left empty, and the next `create` on this machine sweeps it, as the docker
+backend sweeps containers of dead owners.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import uuid
 from pathlib import Path
 
 ROOT = Path("/sys/fs/cgroup")
+PREFIX = "treegym-"
 
 
 class TreeCgroup:
@@ -31,9 +36,10 @@ class TreeCgroup:
     def create(cls, memory_mb: int, max_processes: int) -> TreeCgroup | None:
         """Make the tree's cgroup under this process's own, or None where that is not
         allowed here."""
-        name = f"treegym-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        name = f"{PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
         limits = {"memory": memory_mb << 20, "pids": max_processes}
         try:
+            _sweep()
             if (ROOT / "cgroup.controllers").exists():
                 return cls._create_v2(name, limits)
             return cls._create_v1(name, limits)
@@ -77,26 +83,56 @@ class TreeCgroup:
             (group / "cgroup.procs").write_text(str(pid))
 
     def remove(self) -> None:
-        """Remove the directories once the tree's processes are gone (the kernel may take
-        a moment to release the last ones)."""
+        """Remove the directories once the tree's processes are gone: killing a pid
+        namespace's init ends the rest asynchronously, so wait for them to leave."""
+        deadline = time.monotonic() + 10
         for group in self.dirs:
-            for _ in range(200):
+            while True:
                 try:
                     group.rmdir()
                     break
                 except FileNotFoundError:
                     break
                 except OSError:
+                    if time.monotonic() > deadline:
+                        break  # still busy: a later sweep takes it once it is empty
                     time.sleep(0.01)
 
 
-def existing() -> list[str]:
-    """Tree cgroups this process made that still exist, for leak checks."""
-    prefix = f"treegym-{os.getpid()}-"
+def existing(pid: int | None = None) -> list[str]:
+    """Tree cgroups that process `pid` (this one by default) made and that still exist,
+    for leak checks."""
+    prefix = f"{PREFIX}{pid or os.getpid()}-"
+    return sorted(str(d) for d in _trees() if d.name.startswith(prefix))
+
+
+def _trees() -> list[Path]:
+    """Every tree cgroup next to where this process would make one."""
     parents = [ROOT / _own_path("")] if (ROOT / "cgroup.controllers").exists() else [
         ROOT / c / _own_path(c) for c in ("memory", "pids") if (ROOT / c).is_dir()]
-    return sorted(str(d) for p in parents if p.is_dir() for d in p.iterdir()
-                  if d.name.startswith(prefix))
+    return [d for p in parents if p.is_dir() for d in p.iterdir()
+            if d.name.startswith(PREFIX) and d.is_dir()]
+
+
+def _sweep() -> None:
+    """Remove the empty cgroups of trees whose owning process is gone."""
+    for group in _trees():
+        owner = group.name[len(PREFIX):].split("-", 1)[0]
+        if owner.isdigit() and not _alive(int(owner)):
+            try:
+                group.rmdir()
+            except OSError:
+                pass  # not empty yet, or another process swept it first
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _own_path(controller: str) -> str:

@@ -13,6 +13,7 @@ from types import FrameType
 import pytest
 
 from treegym.sandboxes import SandboxDead
+from treegym.sandboxes._cgroup import existing
 from treegym.sandboxes.local import LocalSandbox, worker_processes
 
 pytestmark = pytest.mark.usefixtures("local_leak_check")
@@ -98,7 +99,11 @@ def test_host_process_killed_leaves_nothing() -> None:
         assert host.stdout is not None and host.stdout.readline() == "ready\n"
         tree = set(worker_processes(ancestor=host.pid))
         assert len(tree) >= 6
+        cgroups = existing(host.pid)
     finally:
         host.kill()
         host.wait()
     assert _wait_gone(tree) == set()
+    # a killed owner cannot remove its tree's cgroup; the next sandbox opened sweeps it
+    LocalSandbox().close()
+    assert not any(os.path.exists(path) for path in cgroups)
