@@ -171,7 +171,7 @@ class Worker:
         saved = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = out, err
         limit, code, start = None, 0, time.monotonic()
-        spawned_before = L.descendants(os.getpid(), self.children)
+        children_before = L.children()
         cpu_now = int(resource.getrusage(resource.RUSAGE_SELF).ru_utime
                       + resource.getrusage(resource.RUSAGE_SELF).ru_stime)
         _, nproc_hard = resource.getrlimit(resource.RLIMIT_NPROC)
@@ -204,7 +204,7 @@ class Worker:
             resource.setrlimit(resource.RLIMIT_NPROC, (nproc_hard, nproc_hard))
             resource.setrlimit(resource.RLIMIT_CPU, (resource.RLIM_INFINITY,) * 2)
         if limit is not None:
-            self._kill_spawned_since(spawned_before)
+            self._kill_spawned_since(children_before)
         return {
             "stdout": _read_capture(1, cap), "stderr": _read_capture(2, cap), "exit_code": code,
             "timed_out": limit == "timeout", "limit": None if limit == "timeout" else limit,
@@ -213,12 +213,13 @@ class Worker:
             "seconds": time.monotonic() - start,
         }, b""
 
-    def _kill_spawned_since(self, before: set[int]) -> None:
+    def _kill_spawned_since(self, children_before: set[int]) -> None:
         """A call stopped by a limit takes the processes it started down with it, as a
-        timed-out command does; processes earlier calls left running, and other branches'
-        workers, are left alone. Repeated because a fork bomb keeps making new ones."""
+        timed-out command does; what earlier calls left running, and other branches'
+        workers (children from before the call, with everything below them), are left
+        alone. Repeated because a fork bomb keeps making new ones."""
         for _ in range(100):
-            spawned = L.descendants(os.getpid(), self.children) - before
+            spawned = L.descendants(os.getpid(), children_before)
             if not spawned:
                 return
             for pid in spawned:
