@@ -165,13 +165,17 @@ def test_limits_are_configurable() -> None:
 
 
 def test_without_user_namespaces_the_error_names_the_way_out() -> None:
-    """A user namespace whose own limit allows no further namespaces stands in for a
-    host with them switched off (sysctl user.max_user_namespaces=0)."""
+    """Stands in for a host with user namespaces off (sysctl user.max_user_namespaces=0):
+    an outer namespace allows exactly one more, which the unprivileged owner's own
+    namespace uses up, so the sandbox's `unshare(CLONE_NEWUSER)` itself is refused."""
     code = ("from treegym.sandboxes import SandboxError, open_sandbox\n"
             "try:\n    open_sandbox('local')\nexcept SandboxError as e:\n    print(e)")
     r = subprocess.run(
         ["unshare", "-Ur", "sh", "-c",
-         'echo 0 > /proc/sys/user/max_user_namespaces && exec "$0" -c "$1"',
+         'echo 1 > /proc/sys/user/max_user_namespaces && '
+         'exec unshare -U --map-user=65534 --map-group=65534 "$0" -c "$1"',
          sys.executable, code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    assert "namespaces" in r.stdout and "fork_method='commit'" in r.stdout, r.stdout
+    assert "cannot create the sandbox namespaces" in r.stdout, r.stdout
+    assert "No space left on device" in r.stdout  # the namespace limit, not another error
+    assert "fork_method='commit'" in r.stdout

@@ -104,6 +104,12 @@ def test_host_process_killed_leaves_nothing() -> None:
         host.kill()
         host.wait()
     assert _wait_gone(tree) == set()
-    # a killed owner cannot remove its tree's cgroup; the next sandbox opened sweeps it
-    LocalSandbox().close()
+    # a killed owner cannot remove its tree's cgroup; once the last of its processes has
+    # left, the next sandbox opened sweeps it
+    deadline = time.monotonic() + 10
+    while any(open(f"{path}/cgroup.procs").read() for path in cgroups):
+        assert time.monotonic() < deadline, "the killed tree's processes did not leave"
+        time.sleep(0.05)
+    with LocalSandbox() as box:
+        assert bool(cgroups) == ("memory-cgroup" in box.capabilities.isolation)
     assert not any(os.path.exists(path) for path in cgroups)
