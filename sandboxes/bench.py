@@ -26,8 +26,16 @@ for i in range({n}):
 """
 
 
+Progress = Callable[[int, int, str], None]  # (done, total, what), as treegym.progress
+
+
+def silent(done: int, total: int, what: str) -> None:
+    """Report nothing."""
+
+
 def measure_fork(open_box: Callable[[], Sandbox], n_files: int = 200, interp_mb: int = 50,
-                 repeats: int = 100) -> dict[str, Any]:
+                 repeats: int = 100, progress: Progress = silent,
+                 label: str = "forks") -> dict[str, Any]:
     """Fork latency percentiles (ms) of any forking backend, with a workspace of `n_files`
     files and an interpreter holding about `interp_mb` MiB of live data. A last fork
     checks that the child really has the parent's interpreter memory."""
@@ -46,6 +54,7 @@ def measure_fork(open_box: Callable[[], Sandbox], n_files: int = 200, interp_mb:
             child.close()
             if i >= 3:  # the first forks warm caches
                 times.append(elapsed * 1000)
+            progress(i + 1, repeats + 3, label)
         with sb.fork() as child:
             if child.python("len(ballast)").stdout != sb.python("len(ballast)").stdout:
                 raise RuntimeError("the forked child lost the interpreter's memory")
@@ -63,9 +72,11 @@ def measure_fork(open_box: Callable[[], Sandbox], n_files: int = 200, interp_mb:
 
 
 def measure_local_fork(n_files: int = 200, interp_mb: int = 50, repeats: int = 100,
-                       fork_method: str = "overlayfs") -> dict[str, Any]:
+                       fork_method: str = "overlayfs",
+                       progress: Progress = silent) -> dict[str, Any]:
     """`measure_fork` of the local backend, under the keys `treegym bench sandbox` prints."""
-    r = measure_fork(lambda: LocalSandbox(fork_method=fork_method), n_files, interp_mb, repeats)
+    r = measure_fork(lambda: LocalSandbox(fork_method=fork_method), n_files, interp_mb, repeats,
+                     progress, "local forks")
     return {
         "local_fork_p50_ms": r["p50_ms"],
         "local_fork_p90_ms": r["p90_ms"],

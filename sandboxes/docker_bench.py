@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from .base import SandboxLimits
-from .bench import measure_fork
+from .bench import Progress, measure_fork, silent
 from .docker import DockerSandbox
 from .docker_image import docker_client, ensure_image
 from .docker_tree import DockerTreeSandbox
@@ -36,6 +36,7 @@ def measure_docker(
     tree_repeats: int = 50,
     file_bytes: int = 4096,
     client: Any = None,
+    progress: Progress = silent,
 ) -> dict[str, Any]:
     """Milliseconds for a tree fork (p50, p90), a commit fork and a fresh container plus
     restore (medians of `repeats`; tree forks are cheap enough for `tree_repeats`)."""
@@ -47,7 +48,8 @@ def measure_docker(
     }
 
     fresh_ms = []
-    for _ in range(repeats):
+    for i in range(repeats):
+        progress(i, repeats, "fresh containers")
         start = time.perf_counter()
         sb = DockerSandbox(image=image, limits=limits, client=client)
         _restore(sb, files, interp_mb)
@@ -60,7 +62,8 @@ def measure_docker(
         rss = parent.python(
             "import resource; resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024"
         )
-        for _ in range(repeats):
+        for i in range(repeats):
+            progress(i, repeats, "commit forks")
             start = time.perf_counter()
             child = parent.fork()
             fork_ms.append((time.perf_counter() - start) * 1000)
@@ -70,7 +73,7 @@ def measure_docker(
                 raise RuntimeError(f"the fork saw {copied} of {n_files} files")
 
     tree = measure_fork(lambda: DockerTreeSandbox(image=image, client=client), n_files,
-                        interp_mb, tree_repeats)
+                        interp_mb, tree_repeats, progress, "docker tree forks")
     return {
         "docker_fork_p50_ms": tree["p50_ms"],
         "docker_fork_p90_ms": tree["p90_ms"],

@@ -1,4 +1,5 @@
-"""`treegym bench sandbox --json` reports the figures the issue names (values not judged)."""
+"""`treegym bench … --json` report the figures (values not judged), with a progress bar
+on stderr and the JSON as stdout's last line."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ def test_bench_sandbox_json() -> None:
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert LOCAL_KEYS <= set(report) and DOCKER_KEYS <= set(report)
     assert report["workspace_files"] >= 20 and report["local_fork_p50_ms"] > 0
+    assert "local forks" in out.stderr and "8/8" in out.stderr  # 5 timed + 3 warm-up
     if not with_docker:
         pytest.skip("no Docker engine: only the local figures were measured")
     assert report["docker_skipped"] is None
@@ -46,6 +48,7 @@ def test_bench_policy_json() -> None:
     keys = {"fork_s", "recompute_s", "speedup", "prefill_tokens_fork",
             "prefill_tokens_recompute", "backend"}
     assert keys <= set(report) and report["backend"] == "hf"
+    assert "fork vs re-prefill" in out.stderr and "6/6" in out.stderr
     # what the ledger counted: branches prefilled only their own tokens
     assert report["prefill_tokens_recompute"] - report["prefill_tokens_fork"] == 2 * 64
 
@@ -58,4 +61,19 @@ def test_bench_learner_json() -> None:
     keys = {"packed_step_s", "per_leaf_step_s", "speedup", "packed_peak_mb",
             "per_leaf_peak_mb", "max_abs_logprob_diff", "max_rel_grad_diff"}
     assert keys <= set(report)
+    assert "training steps" in out.stderr and "4/4" in out.stderr
     assert report["max_abs_logprob_diff"] <= 1e-5 and report["max_rel_grad_diff"] <= 1e-4
+
+
+def test_bench_rollout_json() -> None:
+    pytest.importorskip("transformers", reason="bench rollout needs the torch extra")
+    out = treegym("bench", "rollout", "--json", "--tasks", "1", "--m", "1", "--max-tokens", "8",
+                  "--max-turns", "3", "--env-opt", "max_turns=2")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["shape"]["env_kwargs"] == {"max_turns": 2}  # --env-opt wins
+    assert report["leaves_chain"] == report["leaves_tree"] == 3  # equal leaves, both modes
+    assert report["regenerated_tokens"] == 0 and report["reexecuted_tool_calls"] == 0
+    assert report["token_ratio"] > 1
+    assert "chain trees" in out.stderr and "3/3" in out.stderr
+    assert "tree trees" in out.stderr and "1/1" in out.stderr

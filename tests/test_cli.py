@@ -133,14 +133,14 @@ def test_a_refused_value_is_one_line(monkeypatch: pytest.MonkeyPatch,
                                      capsys: pytest.CaptureFixture[str]) -> None:
     from pydantic import BaseModel
 
-    from treegym import cli
+    from treegym.cli import base
 
     class Shape(BaseModel):
         m: int
 
-    monkeypatch.setattr(cli, "app", lambda **_: Shape(m="x"))
+    monkeypatch.setattr(base, "app", lambda **_: Shape(m="x"))
     with pytest.raises(SystemExit) as exited:
-        cli.main()
+        base.main()
     assert exited.value.code == 1
     assert capsys.readouterr().err == (
         "treegym: error: invalid Shape: m: Input should be a valid integer, unable to parse "

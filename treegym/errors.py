@@ -6,7 +6,12 @@ import gymnasium
 
 
 class TreegymError(Exception):
-    """Base of every error treegym raises on purpose; the CLI prints these in one line."""
+    """Base of every error treegym raises on purpose; the CLI prints these in one line.
+
+    `exit_code` is the CLI's exit status for it: 1, or 2 where the fix is in how the
+    command was called (as for a usage error)."""
+
+    exit_code: int = 1
 
 
 class UnknownEnvError(TreegymError, gymnasium.error.UnregisteredEnv):
@@ -27,3 +32,15 @@ class ForkError(TreegymError, RuntimeError):
 
 class RecordError(TreegymError, ValueError):
     """A records file that does not parse; the message gives the file and line."""
+
+
+class DistributedError(TreegymError, RuntimeError):
+    """A distributed run that can't start or can't finish: no Ray, no workers, no retries."""
+
+
+class ClusterError(DistributedError):
+    """A cluster that can't be joined as given: a wrong address or a missing token.
+
+    Like a bad flag, that is the caller's to fix, so the CLI exits 2."""
+
+    exit_code = 2

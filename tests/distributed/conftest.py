@@ -1,3 +1,3 @@
 """Ray fixtures; the helpers live in ray_helpers.py, a module name no other folder uses."""
 
-from ray_helpers import ray_head, ray_local  # noqa: F401 - fixtures pytest must see
+from ray_helpers import ray_local  # noqa: F401 - a fixture pytest must see

@@ -9,10 +9,11 @@ each new set of weights. See docs/scaling.md for how far this scales and where i
 
 from .driver import RayConfig, TreeSink, WorkerPool, plan_chunks, ray_collect
 from .routing import RoutedPolicy, make_worker_policy, split_endpoints
-from .session import DistributedError, ray_session, require_ray
+from .session import ClusterError, DistributedError, ray_session, require_ray
 from .worker import RolloutJob, RolloutWorker
 
 __all__ = [
+    "ClusterError",
     "DistributedError",
     "RayConfig",
     "RolloutJob",

@@ -12,6 +12,7 @@ import os
 from typing import Any
 
 from ..policy import SamplingParams
+from ..progress import Progress, counter, silent
 from ..rollout import TreeSampler
 from .digest import tree_digest
 from .driver import RayConfig, ray_collect
@@ -21,7 +22,7 @@ from .session import ray_session
 def ray_figures(env_id: str, *, spec: str = "tiny", m: int = 2, n: int = 2, l: int = 1,  # noqa: E741
                 tasks: int = 4, max_tokens: int = 32, seed: int = 0,
                 env_kwargs: dict[str, Any] | None = None, address: str = "local",
-                workers: int = 2) -> dict[str, Any]:
+                workers: int = 2, progress: Progress = silent) -> dict[str, Any]:
     """Tree rollouts on 1 and on `workers` Ray workers, side by side."""
     counts = sorted({1, workers})
     sampler = TreeSampler(m=m, n=n, l=l, k=None)
@@ -30,7 +31,9 @@ def ray_figures(env_id: str, *, spec: str = "tiny", m: int = 2, n: int = 2, l: i
         cpus = ray.cluster_resources().get("CPU", 0)
         runs = [
             ray_collect(env_id, spec, sampler, tasks, seed=seed, params=params,
-                        env_kwargs=env_kwargs, ray=RayConfig(address=address, workers=count))
+                        env_kwargs=env_kwargs, ray=RayConfig(address=address, workers=count),
+                        on_tree=counter(progress, tasks * sampler.trees_per_task,
+                                        f"trees on {count} Ray worker(s)"))
             for count in counts
         ]
     digests = {tuple(tree_digest(t) for t in run.trees) for run in runs}

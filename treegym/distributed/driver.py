@@ -179,7 +179,7 @@ def ray_collect(
     shared by all workers, or a function. `stats.wall_seconds` starts once every worker
     has its policy loaded, as `collect`'s starts after the policy is made.
     """
-    require_ray()  # before touching `out`
+    require_ray()
     cfg = ray or RayConfig()
     job = RolloutJob(
         env_id=env_id, policy=policy, sampler=sampler, env_kwargs=dict(env_kwargs or {}),
@@ -188,14 +188,14 @@ def ray_collect(
     )
     out_path = Path(out) if out is not None else None
     done_before = finished_trees(out_path) if out_path is not None and resume else []
-    if out_path is not None and not resume:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        out_path.write_text("")
     written = {(t.task_index, t.tree_index) for t in done_before}
     sink = TreeSink(out_path, written, on_tree)
     if not plan_chunks(tasks, written, sampler.trees_per_task, 1):
         return sink.result()
     with ray_session(cfg.address, cpus_wanted=cfg.workers * cfg.cpus_per_worker) as ray_mod:
+        if out_path is not None and not resume:  # only once the cluster let us in
+            out_path.parent.mkdir(parents=True, exist_ok=True)
+            out_path.write_text("")
         pool = WorkerPool(ray_mod, job, cfg)
         start = time.perf_counter()
         try:

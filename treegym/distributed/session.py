@@ -9,14 +9,11 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from types import ModuleType
 
-from ..errors import TreegymError
-
-
-class DistributedError(TreegymError, RuntimeError):
-    """A distributed run that can't start or can't finish: no Ray, no workers, no retries."""
+from ..errors import ClusterError, DistributedError
+from .auth import HOW_TO_PASS, token_auth
 
 
 def require_ray() -> ModuleType:
@@ -36,26 +33,43 @@ def ray_session(address: str, *, cpus_wanted: float = 0) -> Iterator[ModuleType]
 
     `local` starts a private Ray on this machine with at least `cpus_wanted` CPUs (so
     asking for more workers than cores oversubscribes instead of waiting forever),
-    `auto` joins the cluster `ray start` made here, `HOST:PORT` joins that head. A
-    session someone else already opened (a notebook, a test) is used and left open.
+    `auto` joins the cluster `ray start` made here, `HOST:PORT` joins that head, sending
+    Ray's auth token when one is found (`auth`). A session someone else already opened
+    (a notebook, a test) is used and left open.
     """
     ray = require_ray()
     if ray.is_initialized():
         yield ray
         return
     options: dict[str, object] = {"log_to_driver": False, "logging_level": logging.WARNING}
-    if address == "local":
-        options |= {"num_cpus": max(os.cpu_count() or 1, int(cpus_wanted + 0.999)),
-                    "include_dashboard": False}
+    with ExitStack() as stack:
+        if address == "local":
+            options |= {"num_cpus": max(os.cpu_count() or 1, int(cpus_wanted + 0.999)),
+                        "include_dashboard": False}
+            token = None
+        else:
+            token = stack.enter_context(token_auth(ray, address))
+        stack.enter_context(_joined(ray, address, options, token))
+        yield ray
+
+
+@contextmanager
+def _joined(ray: ModuleType, address: str, options: dict[str, object],
+            token: str | None) -> Iterator[None]:
+    """`ray.init` for the duration, its failures as one line that says what to try."""
+    refused = getattr(ray.exceptions, "AuthenticationError", ())
     try:
         ray.init(address=address, **options)
+    except refused:
+        raise ClusterError(f"the Ray cluster at {address!r} needs a token: {HOW_TO_PASS}",
+                           ) from None
     except (ConnectionError, ValueError, RuntimeError) as exc:
-        hint = ("" if "RAY_AUTH_MODE" in os.environ else
-                "; a cluster with token authentication needs RAY_AUTH_MODE=token here too")
-        raise DistributedError(
-            f"cannot reach a Ray cluster at {address!r}: {exc}{hint}"
-        ) from None
+        if address == "local":
+            raise DistributedError(f"cannot start a local Ray: {exc}") from None
+        sent = (f"the token from {token} was sent; check it is this cluster's" if token else
+                f"no token was sent; if the cluster uses token authentication, {HOW_TO_PASS}")
+        raise ClusterError(f"cannot join a Ray cluster at {address!r}: {exc}; {sent}") from None
     try:
-        yield ray
+        yield
     finally:
         ray.shutdown()

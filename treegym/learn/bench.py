@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from ..progress import Progress, counter, silent
 from .advantages import tree_grpo
 from .forward import score
 from .learner import Learner
@@ -105,16 +106,20 @@ def _measure(fn: Callable[[], Any], device: torch.device) -> tuple[float, float]
 
 
 def _race(
-    fns: dict[str, Callable[[], Any]], device: torch.device, repeats: int
+    fns: dict[str, Callable[[], Any]], device: torch.device, repeats: int,
+    progress: Progress = silent,
 ) -> dict[str, tuple[float, float]]:
     """Best time and peak memory of each fn; runs alternate so machine noise hits both."""
+    step = counter(progress, (repeats + 1) * len(fns), "training steps")
     for fn in fns.values():
         fn()  # warm-up: allocator, kernels, caches
+        step()
     best = {name: (float("inf"), 0.0) for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
             seconds, mb = _measure(fn, device)
             best[name] = (min(best[name][0], seconds), max(best[name][1], mb))
+            step()
     return best
 
 
@@ -152,6 +157,7 @@ def bench_learner(
     repeats: int = 2,
     device: str | None = None,
     seed: int = 0,
+    progress: Progress = silent,
 ) -> dict[str, Any]:
     """Time one packed and one per-leaf forward+backward over the same synthetic batch."""
     model = bench_model(device=device)
@@ -174,7 +180,7 @@ def bench_learner(
         return fn
 
     timed = _race({"packed": side(packed, "packed"), "per_leaf": side(per_leaf, "per_leaf")},
-                  dev, repeats)
+                  dev, repeats, progress)
     (packed_s, packed_mb), (per_leaf_s, per_leaf_mb) = timed["packed"], timed["per_leaf"]
     packed_grads, per_leaf_grads = grads["packed"], grads["per_leaf"]
     metrics = run(packed)

@@ -13,6 +13,7 @@ import random
 import time
 from typing import Any
 
+from ..progress import Progress, counter, silent
 from .base import Context, Policy, SamplingParams
 from .spec import make_policy
 
@@ -68,7 +69,8 @@ def _counted(arm, policy: Policy, root: Context, suffixes: list[list[int]]
 
 
 def bench_policy(
-    n: int = 8, prefix: int = 512, spec: str = "tiny", repeats: int = 5, **options: Any
+    n: int = 8, prefix: int = 512, spec: str = "tiny", repeats: int = 5,
+    progress: Progress = silent, **options: Any
 ) -> dict:
     """Continue `n` branches from a `prefix`-token trunk: fork+extend vs re-prefill.
 
@@ -76,20 +78,21 @@ def bench_policy(
     counts come from the policy's ledger; times are the best of `repeats` after a warm-up;
     KV memory is what the branches hold, counting storage they share once.
     """
+    progress(0, repeats + 1, f"loading {spec}")
     policy = make_policy(spec, **options)
     try:
         trunk, suffixes = _branches(policy, n, prefix)
         root = policy.start(trunk)
         fork_tokens, fork_kv = _counted(_fork_arm, policy, root, suffixes)
         recompute_tokens, recompute_kv = _counted(_recompute_arm, policy, root, suffixes)
+        step = counter(progress, repeats + 1, "fork vs re-prefill")
+        step()
         # Interleaved repeats, best of each: other load on the machine hits both arms alike.
-        runs = [
-            (
-                _clock(_fork_arm, policy, root, suffixes),
-                _clock(_recompute_arm, policy, root, suffixes),
-            )
-            for _ in range(repeats)
-        ]
+        runs = []
+        for _ in range(repeats):
+            runs.append((_clock(_fork_arm, policy, root, suffixes),
+                         _clock(_recompute_arm, policy, root, suffixes)))
+            step()
         fork_s, recompute_s = min(r[0] for r in runs), min(r[1] for r in runs)
     finally:
         policy.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..policy import SamplingParams, make_policy
+from ..progress import Progress, counter, silent
 from ..records import Tree
 from .collect import collect
 from .samplers import ChainSampler, TreeSampler
@@ -29,7 +30,8 @@ def _distinct(trees: list[Tree]) -> tuple[int, int]:
 
 def bench_rollout(env_id: str, *, spec: str = "tiny", m: int = 2, n: int = 2, l: int = 1,  # noqa: E741
                   tasks: int = 16, max_tokens: int = 32, seed: int = 0, max_branches: int = 16,
-                  env_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+                  env_kwargs: dict[str, Any] | None = None,
+                  progress: Progress = silent) -> dict[str, Any]:
     """Run both samplers back to back and compare cost per leaf. Every leaf is kept in
     both modes, so the leaf counts match: m·(1+n·l) per task. Both run with the same cap
     on live branches, so generate batches are about as full in either mode and wall time
@@ -42,14 +44,17 @@ def bench_rollout(env_id: str, *, spec: str = "tiny", m: int = 2, n: int = 2, l:
         runs = {}
         for name, sampler in (("chain", chain_sampler), ("tree", tree_sampler)):
             before = policy.ledger.generated
+            tick = counter(progress, tasks * sampler.trees_per_task, f"{name} trees")
             result = collect(env_id, policy, sampler, tasks, seed=seed, params=params,
-                             env_kwargs=env_kwargs, max_branches=max_branches)
+                             env_kwargs=env_kwargs, max_branches=max_branches, on_tree=tick)
             runs[name] = (result, policy.ledger.generated - before)
     finally:
         policy.close()
     figures: dict[str, Any] = {"env_id": env_id, "policy": spec,
                                "shape": {"m": m, "n": n, "l": l, "tasks": tasks,
-                                         "max_branches": max_branches}}
+                                         "max_branches": max_branches,
+                                         "max_tokens": max_tokens,
+                                         "env_kwargs": dict(env_kwargs or {})}}
     for name, (result, generated) in runs.items():
         leaves = result.stats.leaves
         figures[f"leaves_{name}"] = leaves

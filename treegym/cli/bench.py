@@ -1,0 +1,94 @@
+"""`treegym bench NAME`: measure speed and memory and print the figures."""
+
+from __future__ import annotations
+
+import typer
+
+from .base import JSON_OPTION, app, parse_options, print_report, progress_bar
+
+bench_app = typer.Typer(help="Measure speed and memory; print the figures.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("sandbox")
+def bench_sandbox(
+    files: int = typer.Option(200, min=1, help="Files in the forked workspace."),
+    interp_mb: int = typer.Option(50, min=1, help="MiB of live data in the interpreter."),
+    repeats: int = typer.Option(50, min=5, help="Local forks to time."),
+    docker: bool = typer.Option(True, help="Also time Docker (skipped if no engine)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Local fork latency vs Docker fork vs a fresh container restored to the same state."""
+    from ..bench import sandbox_report
+
+    with progress_bar() as progress:
+        report = sandbox_report(n_files=files, interp_mb=interp_mb, repeats=repeats,
+                                docker=docker, progress=progress)
+    print_report(report, "sandbox fork", as_json)
+
+
+@bench_app.command("policy")
+def bench_policy(
+    n: int = typer.Option(8, min=1, help="Branches continued from the prefix."),
+    prefix: int = typer.Option(512, min=16, help="Tokens in the shared prefix."),
+    spec: str = typer.Option("tiny", "--policy", help="Policy SPEC, e.g. tiny or hf:PATH."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Continue N branches from a P-token prefix: fork+extend vs re-prefilling it."""
+    from ..policy.bench import bench_policy as measure
+
+    with progress_bar() as progress:
+        report = measure(n=n, prefix=prefix, spec=spec, progress=progress)
+    print_report(report, "policy fork", as_json)
+
+
+@bench_app.command("learner")
+def bench_learner(
+    tasks: int = typer.Option(8, min=1), trees: int = typer.Option(2, min=1),
+    leaves: int = typer.Option(3, min=1), repeats: int = typer.Option(1, min=1),
+    device: str = typer.Option("cpu", help="cpu or cuda (bf16 on cuda)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Packed-tree training step vs one row per leaf, on a paper-shaped batch."""
+    from ..learn.bench import bench_learner as measure
+
+    with progress_bar() as progress:
+        report = measure(tasks=tasks, trees=trees, leaves=leaves, repeats=repeats,
+                         device=device, progress=progress)
+    print_report(report, "packed tree vs per-leaf step", as_json)
+
+
+@bench_app.command("rollout")
+def bench_rollout(
+    env: str = typer.Option("treegym/Maze-v0", "--env", help="Env id to roll out."),
+    policy: str = typer.Option("tiny", help="Policy SPEC."),
+    m: int = typer.Option(2, min=1), n: int = typer.Option(2, min=1),
+    rounds: int = typer.Option(1, "--l", min=0),
+    tasks: int = typer.Option(8, min=1),
+    max_tokens: int = typer.Option(32, min=1, help="Tokens per turn."),
+    max_turns: int = typer.Option(6, min=1, help="Turns per episode (the env's max_turns), "
+                                  "so a policy that never answers still ends in minutes."),
+    env_opt: list[str] = typer.Option([], help="Env option KEY=VALUE (repeatable); "
+                                      "max_turns here wins over --max-turns."),
+    ray: str = typer.Option(None, "--ray", metavar="ADDRESS",
+                            help="Also time tree rollouts on 1 and --workers Ray workers: "
+                            "local, auto or HOST:PORT."),
+    workers: int = typer.Option(2, min=1, help="Ray workers compared with one (with --ray)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Chain vs tree on the same tasks and policy, at an equal number of leaves per task."""
+    from ..registry import spec as env_spec
+    from ..rollout.bench import bench_rollout as measure
+
+    env_spec(env)
+    shape = dict(spec=policy, m=m, n=n, l=rounds, tasks=tasks, max_tokens=max_tokens,
+                 env_kwargs={"max_turns": max_turns} | parse_options(env_opt))
+    with progress_bar() as progress:
+        ray_report = {}
+        if ray is not None:  # first, so a missing Ray fails before the in-process runs
+            from ..distributed.bench import ray_figures
+
+            ray_report = ray_figures(env, address=ray, workers=workers, progress=progress,
+                                     **shape)
+        report = measure(env, progress=progress, **shape) | ray_report
+    print_report(report, "chain vs tree rollout", as_json)
