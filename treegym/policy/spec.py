@@ -1,9 +1,10 @@
 """`make_policy(spec)`: one string names a backend, a model, and its options.
 
     tiny                              the offline tiny model on transformers
-    hf:PATH                           transformers; PATH may be `tiny`
+    smollm2                           SmolLM2-135M-Instruct on transformers (built offline)
+    hf:PATH                           transformers; PATH may be `tiny` or `smollm2`
     hf:PATH?dtype=bf16&device=cuda    options after `?`, the same as keyword arguments
-    vllm:PATH                         the vLLM engine in-process; PATH may be `tiny`
+    vllm:PATH                         the vLLM engine in-process; PATH as for hf:
     openai:URL#MODEL                  an OpenAI-compatible server, e.g. `vllm serve`
 
 Backends import their heavy dependencies only when chosen, so `import treegym` stays
@@ -19,13 +20,17 @@ from urllib.parse import parse_qsl
 from pydantic import ValidationError
 
 from .base import Policy, PolicyError
+from .smollm2 import smollm2_path
 from .tiny import tiny_path
 
 BACKENDS = ("hf", "vllm", "openai")
 
 
+BUILT = {"tiny": tiny_path, "smollm2": smollm2_path}  # models treegym builds and caches
+
+
 def _model_path(text: str) -> Path:
-    return tiny_path() if text == "tiny" else Path(text).expanduser()
+    return BUILT[text]() if text in BUILT else Path(text).expanduser()
 
 
 def _split_options(spec: str) -> tuple[str, dict[str, str]]:
@@ -42,12 +47,12 @@ def make_policy(spec: str, **options: Any) -> Policy:
             f"policy spec {spec!r}: options after '?' must be key=value&..."
         ) from None
     options = {**spec_options, **options}
-    if body == "tiny":
-        body = "hf:tiny"
+    if body in BUILT:
+        body = f"hf:{body}"
     backend, sep, target = body.partition(":")
     if not sep or backend not in BACKENDS or not target:
         raise PolicyError(
-            f"unknown policy spec {spec!r}; use one of: tiny, hf:PATH, vllm:PATH, "
+            f"unknown policy spec {spec!r}; use one of: tiny, smollm2, hf:PATH, vllm:PATH, "
             "openai:URL#MODEL (options as ?key=value&...)"
         )
     try:
