@@ -81,7 +81,7 @@ AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 def client_env(home: Path, **extra: str) -> dict[str, str]:
     """The environment of a client process with HOME=`home` and only `extra` of Ray's auth
     variables, so what it finds is what the test put there. The tiny model stays cached."""
-    from treegym.policy.tiny import default_cache_dir
+    from treegym.policy.cache import default_cache_dir
 
     env = {k: v for k, v in os.environ.items() if k not in AUTH_VARS}
     return env | {"HOME": str(home), "TREEGYM_CACHE": str(default_cache_dir())} | extra

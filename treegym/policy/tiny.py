@@ -15,6 +15,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from .cache import cached
+
 SEED = 0
 VOCAB_SIZE = 512
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -79,10 +81,6 @@ _CORPUS = [
     ' "required": ["cmd"]}}}',
     "The quick brown fox jumps over the lazy dog. 0123456789 ls -la && cat file.txt",
 ]
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("TREEGYM_CACHE", Path.home() / ".cache" / "treegym"))
 
 
 def _build_tokenizer():
@@ -157,7 +155,4 @@ def _fingerprint() -> str:
 
 def tiny_path() -> Path:
     """The cached tiny checkpoint, built on first use."""
-    path = default_cache_dir() / f"tiny-{_fingerprint()}"
-    if not (path / "model.safetensors").exists():
-        init_tiny(path)
-    return path
+    return cached(f"tiny-{_fingerprint()}", init_tiny)
