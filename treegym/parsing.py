@@ -21,6 +21,7 @@ _CALL_OPEN = "<tool_call>"
 _CALL_CLOSE = "</tool_call>"
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _EXAMPLE = '<tool_call>{"name": "TOOL", "arguments": {...}}</tool_call>'
+_CODE_BLOCK = re.compile(r"```(?:python|py)[ \t]*\n(.*?)```", re.DOTALL)
 # Deeper values parse, but deep-copying them into records (and serialising those) recurses
 # past Python's limit a few hundred levels down; no real tool needs more than a handful.
 MAX_JSON_DEPTH = 100
@@ -116,3 +117,14 @@ def parse_action(text: str, *, max_calls: int = 8) -> ParsedAction:
     elif "<answer>" in text:
         parsed.errors.append("<answer> has no closing </answer>")
     return parsed
+
+
+def code_block_calls(text: str, tool: str, *, max_calls: int = 8) -> list[ToolCall]:
+    """Each fenced ```python block in `text` as a call of `tool` with that `code`.
+
+    Small instruct models write code in fences far more readily than in <tool_call> JSON
+    (CodeAct's observation), so an env with a python(code) tool may read them as calls.
+    """
+    blocks = [b for b in _CODE_BLOCK.findall(text) if b.strip()][:max_calls]
+    return [ToolCall(id=f"call_{i}", name=tool, arguments={"code": b})
+            for i, b in enumerate(blocks)]

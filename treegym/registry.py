@@ -23,7 +23,7 @@ from .tools import tools_of
 
 NAMESPACE = "treegym"
 ENTRY_POINT_GROUP = "treegym.envs"
-_LISTED_IDS = 10  # an unknown-id error lists at most this many registered ids
+_LISTED_IDS = 20  # an unknown-id error lists at most this many registered ids
 
 
 class EnvInfo(BaseModel):

@@ -82,3 +82,23 @@ def test_close_and_garbage_collection_leave_no_workers() -> None:
     del child
     gc.collect()
     assert set(worker_processes(ancestor=os.getpid())) <= before
+
+
+def test_fenced_python_blocks_run_as_python_calls() -> None:
+    """CodeAct-style actions: each ```python block is a python(code) call, in order, with
+    the interpreter state they share; a real <tool_call> or the option turns it off."""
+    env = treegym.make("treegym/PyCalc-v0")
+    off = treegym.make("treegym/PyCalc-v0", code_blocks_as_calls=False)
+    try:
+        env.reset(seed=0)
+        action = "First:\n```python\nx = 6\n```\nthen\n```py\nprint(x * 7)\n```\n"
+        obs, _, _, _, info = env.step(action)
+        assert obs == "[no output]\n42"
+        assert [c.name for c in info["calls"]] == ["python", "python"]
+        both = call("python", code="print('called')") + "\n```python\nprint('fenced')\n```"
+        assert env.step(both)[0] == "called"
+        off.reset(seed=0)
+        assert off.step(action)[0].startswith("no tool call or answer found")
+    finally:
+        env.close()
+        off.close()

@@ -1,0 +1,77 @@
+"""`treegym/RG-<dataset>-v0`: a reasoning-gym problem, a python tool, the dataset's own scorer.
+
+One env class serves every dataset: its config names the dataset and that dataset's
+config, so registering another dataset is one `register` call with kwargs, and the
+Task record keeps the reasoning-gym entry, so any record can be scored again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from treegym.records import Task
+from treegym.sandbox_env import SandboxConfig, SandboxEnv, describe
+from treegym.tools import tool
+
+from . import source
+
+HOW_TO_ANSWER = ("You may run Python with the python tool. "
+                 "Give your final answer as <answer>...</answer>.")
+_SEEDS = 2**31  # reasoning-gym seeds item i with `seed + i`; keep the sum an ordinary int
+
+
+class ReasoningGymConfig(SandboxConfig):
+    dataset: str = Field(description="reasoning-gym dataset name, e.g. 'chain_sum'.")
+    dataset_config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Fields of the dataset's config dataclass. Given to make(), it replaces "
+                    "the registered one whole; fields left out take reasoning-gym's defaults.",
+    )
+    max_turns: int = Field(4, ge=1)
+
+
+class ReasoningGymEnv(SandboxEnv):
+    """Solve a reasoning-gym problem, with a Python interpreter to hand."""
+
+    Config = ReasoningGymConfig
+    config: ReasoningGymConfig
+    description = "reasoning-gym problems with a persistent python(code) tool; dataset-scored."
+
+    def __init__(self, render_mode: str | None = None, **options: Any) -> None:
+        super().__init__(render_mode=render_mode, **options)
+        # A misspelt dataset or field should fail at make(), not at the first reset.
+        source.open_dataset(self.config.dataset, self.config.dataset_config, seed=0)
+
+    def make_task(self, rng: np.random.Generator, options: dict[str, Any]) -> Task:
+        dataset, config = self.config.dataset, self.config.dataset_config
+        seed = int(rng.integers(_SEEDS))
+        entry = source.draw(dataset, config, seed)
+        return Task(
+            id=f"{dataset}-{seed}",
+            prompt=f"{entry['question'].rstrip()}\n\n{HOW_TO_ANSWER}",
+            answer=entry["answer"],
+            metadata={"dataset": dataset, "dataset_config": config, "seed": seed,
+                      "entry": entry},
+        )
+
+    @tool
+    def python(self, code: str) -> str:
+        """Run Python code in a persistent interpreter; print what you want to see.
+
+        Args:
+            code: Python source. Variables and imports persist between calls.
+        """
+        return describe(self.box.python(code, timeout=self.config.tool_timeout))
+
+    def score(self, answer: str) -> float:
+        return score_task(self.task, answer)
+
+
+def score_task(task: Task, answer: str) -> float:
+    """Score `answer` for a task this env made, from its record alone (for rescoring)."""
+    meta = task.metadata
+    return source.score(meta["dataset"], meta["dataset_config"], meta["seed"], answer,
+                        meta["entry"])
