@@ -20,6 +20,25 @@ def test_quick_start_runs() -> None:
     assert env.turn == 1 and child.turn == 2 and child.history[-1].terminated
 
 
-def test_sandbox_example_runs() -> None:
+def _block(marker: str) -> str:
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.DOTALL)
-    exec(compile(blocks[1], str(README), "exec"), {})  # noqa: S102 - our own README
+    found = [b for b in blocks if marker in b]
+    assert len(found) == 1, f"README has {len(found)} python blocks with {marker!r}"
+    return found[0]
+
+
+def test_sandbox_example_runs() -> None:
+    exec(compile(_block("open_sandbox"), str(README), "exec"), {})  # noqa: S102 - our README
+
+
+def test_registering_a_reasoning_gym_dataset_runs() -> None:
+    import gymnasium
+
+    scope: dict[str, object] = {}
+    exec(compile(_block("register_reasoning_gym"), str(README), "exec"), scope)  # noqa: S102
+    try:
+        scope["env"].reset(seed=0)
+        assert scope["env_id"] == "treegym/RG-word_sorting-v0"
+    finally:
+        scope["env"].close()
+        del gymnasium.registry[scope["env_id"]]
