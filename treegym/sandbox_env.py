@@ -14,6 +14,7 @@ from pydantic import Field
 from .env import AgentEnv, EnvConfig
 from .errors import EpisodeError
 from .sandboxes import ExecResult, Sandbox, SandboxError, open_sandbox
+from .tools import tool
 
 
 class SandboxConfig(EnvConfig):
@@ -59,6 +60,20 @@ class SandboxEnv(AgentEnv):
         self.sandbox = None
 
 
+class PythonSandboxEnv(SandboxEnv):
+    """A SandboxEnv with the persistent `python(code)` tool most tasks want; a subclass
+    may redefine `python` to describe it in its own words."""
+
+    @tool
+    def python(self, code: str) -> str:
+        """Run Python code in a persistent interpreter; print what you want to see.
+
+        Args:
+            code: Python source. Variables and imports persist between calls.
+        """
+        return describe(self.box.python(code, timeout=self.config.tool_timeout))
+
+
 def describe(result: ExecResult) -> str:
     """The text a model sees for a command: its output, then why it stopped if it failed."""
     parts = [text.rstrip("\n") for text in (result.stdout, result.stderr) if text]
@@ -73,4 +88,4 @@ def describe(result: ExecResult) -> str:
     return "\n".join(parts) or "[no output]"
 
 
-__all__ = ["SandboxConfig", "SandboxEnv", "SandboxError", "describe"]
+__all__ = ["PythonSandboxEnv", "SandboxConfig", "SandboxEnv", "SandboxError", "describe"]

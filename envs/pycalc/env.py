@@ -12,8 +12,7 @@ import numpy as np
 from pydantic import Field
 
 from treegym.records import Task
-from treegym.sandbox_env import SandboxConfig, SandboxEnv, describe
-from treegym.tools import tool
+from treegym.sandbox_env import PythonSandboxEnv, SandboxConfig
 
 from .tasks import GENERATORS, make_task, normalise
 
@@ -26,7 +25,7 @@ class PyCalcConfig(SandboxConfig):
     max_turns: int = Field(8, ge=1)
 
 
-class PyCalcEnv(SandboxEnv):
+class PyCalcEnv(PythonSandboxEnv):
     """Answer arithmetic and data questions with a Python interpreter."""
 
     Config = PyCalcConfig
@@ -39,15 +38,6 @@ class PyCalcEnv(SandboxEnv):
     def setup(self, task: Task) -> None:
         for path, text in task.setup.get("files", {}).items():
             self.box.write_file(path, text)
-
-    @tool
-    def python(self, code: str) -> str:
-        """Run Python code in a persistent interpreter; print what you want to see.
-
-        Args:
-            code: Python source. Variables and imports persist between calls.
-        """
-        return describe(self.box.python(code, timeout=self.config.tool_timeout))
 
     def score(self, answer: str) -> float:
         return 1.0 if normalise(answer) == normalise(str(self.task.answer)) else 0.0

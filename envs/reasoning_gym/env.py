@@ -13,8 +13,7 @@ import numpy as np
 from pydantic import Field
 
 from treegym.records import Task
-from treegym.sandbox_env import SandboxConfig, SandboxEnv, describe
-from treegym.tools import tool
+from treegym.sandbox_env import PythonSandboxEnv, SandboxConfig
 
 from . import source
 
@@ -33,7 +32,7 @@ class ReasoningGymConfig(SandboxConfig):
     max_turns: int = Field(4, ge=1)
 
 
-class ReasoningGymEnv(SandboxEnv):
+class ReasoningGymEnv(PythonSandboxEnv):
     """Solve a reasoning-gym problem, with a Python interpreter to hand."""
 
     Config = ReasoningGymConfig
@@ -56,15 +55,6 @@ class ReasoningGymEnv(SandboxEnv):
             metadata={"dataset": dataset, "dataset_config": config, "seed": seed,
                       "entry": entry},
         )
-
-    @tool
-    def python(self, code: str) -> str:
-        """Run Python code in a persistent interpreter; print what you want to see.
-
-        Args:
-            code: Python source. Variables and imports persist between calls.
-        """
-        return describe(self.box.python(code, timeout=self.config.tool_timeout))
 
     def score(self, answer: str) -> float:
         return score_task(self.task, answer)

