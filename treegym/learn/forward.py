@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from .packing import PackedSequence
 
-TREE_ATTENTION = ("sdpa", "eager")
+TREE_ATTENTION = ("sdpa", "eager", "treegym_sdpa")  # the last: policy/gqa_attention.py
 
 
 def check_attention(model: torch.nn.Module) -> None:
@@ -22,7 +22,7 @@ def check_attention(model: torch.nn.Module) -> None:
     impl = getattr(model.config, "_attn_implementation", None)
     if impl not in TREE_ATTENTION:
         raise ValueError(
-            f"packed-tree training needs attn_implementation 'sdpa' or 'eager', not {impl!r}: "
+            f"packed-tree training needs attn_implementation in {TREE_ATTENTION}, not {impl!r}: "
             "flash_attention_2 rejects 4D masks; load the model with "
             "attn_implementation='sdpa'"
         )

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict
 
 from .base import BasePolicy, Context, Generation, PolicyError, SamplingParams
 from .chat import load_tokenizer
+from .gqa_attention import register as register_gqa_sdpa
 
 Span = tuple[tuple[torch.Tensor, torch.Tensor], ...]  # per layer: (key, value)
 KV = tuple[Span, ...]  # in order; shared by forks, never written in place
@@ -39,7 +40,8 @@ class HFOptions(BaseModel):
 
     dtype: Literal["fp32", "bf16", "fp16"] = "fp32"
     device: str | None = None  # default: cuda when available, else cpu
-    attn_implementation: Literal["sdpa", "eager"] = "sdpa"
+    # treegym_sdpa: sdpa with grouped KV heads broadcast, not copied (gqa_attention.py)
+    attn_implementation: Literal["treegym_sdpa", "sdpa", "eager"] = "treegym_sdpa"
 
 
 class HFPolicy(BasePolicy):
@@ -49,6 +51,7 @@ class HFPolicy(BasePolicy):
         from transformers import AutoModelForCausalLM, DynamicCache
 
         opts = HFOptions(**options)
+        register_gqa_sdpa()
         super().__init__(load_tokenizer(path))
         self.path = Path(path)  # a trainer copies its config and tokenizer next to new weights
         self.device = torch.device(opts.device or ("cuda" if torch.cuda.is_available() else "cpu"))
