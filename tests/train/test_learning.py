@@ -30,6 +30,13 @@ def task_means(batch: list[Tree]) -> list[float]:
     return [statistics.mean(r) for r in rewards.values()]
 
 
+# A negative result, kept as one: with the packages of requirements.lock (a fresh resolve
+# on 2026-12-01) the rise no longer clears two standard errors. Reward per step was
+# [0.5, 0.604, 0.667, 0.646, 0.542, 0.542, 0.625, 0.562] (rise -0.014, 2 SE 0.168); lr
+# 2.5e-5 gave rise -0.035 (2 SE 0.169) and 6 tasks per step rise +0.066 (2 SE 0.117).
+# Strict: the day it passes again, this marker must go. docs/results.md has the figures.
+@pytest.mark.xfail(strict=True, reason="GRPO on the 2x2 maze (tiny, 8 steps) does not raise "
+                   "the reward beyond the noise under the locked packages; see docs/results.md")
 @pytest.mark.timeout(900)
 def test_grpo_raises_maze_reward(tmp_path):
     config = load_config(CONFIG, steps=STEPS, out=tmp_path / "run", checkpoint_every=1)
