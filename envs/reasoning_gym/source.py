@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from types import ModuleType
 from typing import Any
 
@@ -65,13 +66,22 @@ def draw(dataset: str, config: dict[str, Any], seed: int) -> dict[str, Any]:
     return dict(open_dataset(dataset, config, seed)[0])
 
 
+CALL = re.compile(r"[A-Za-z_]\w*\s*\(")
+
+
 def score(dataset: str, config: dict[str, Any], seed: int, answer: str,
           entry: dict[str, Any]) -> float:
     """The dataset's own `score_answer` for `answer`; 0.0 when the scorer chokes on it.
 
     Some scorers raise on malformed text (prime_factorization's int() on a word,
-    boxnet's parser), but a model's answer must never crash an episode.
+    boxnet's parser), but a model's answer must never crash an episode. Some evaluate it
+    on this host: countdown's runs sympy's `parse_expr`, which is Python `eval`, so
+    `__import__("os").system(...)` as an answer ran here. No answer that could call a
+    function (a name followed by `(`, or a dunder) reaches a scorer; it scores 0. That
+    refuses answers such as `f(x)` too, which no registered dataset expects.
     """
+    if CALL.search(answer) or "__" in answer:
+        return 0.0
     scorer = open_dataset(dataset, config, seed)
     try:
         return float(scorer.score_answer(answer, entry))

@@ -160,3 +160,22 @@ def test_importing_treegym_does_not_import_reasoning_gym() -> None:
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "False"
+
+
+def test_an_answer_that_would_run_code_on_the_host_scores_zero(tmp_path) -> None:
+    """countdown's scorer evaluates answers with sympy's parse_expr (Python eval); an
+    answer that calls a function must never reach it."""
+    import treegym
+
+    marker = tmp_path / "pwned"
+    env = treegym.make("treegym/RG-countdown-v0")
+    try:
+        env.reset(seed=0)
+        attack = f'<answer>__import__("os").system("touch {marker}")</answer>'
+        assert env.step(attack)[1] == 0.0
+        env.reset(seed=0)
+        plain = '<answer>exec(bytes([112,114,105,110,116]))</answer>'
+        assert env.step(plain)[1] == 0.0
+    finally:
+        env.close()
+    assert not marker.exists()
