@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Callable, Iterable
+
 import gymnasium
+
+
+def close_matches(word: str, choices: Iterable[str], key: Callable[[str], str] = str.lower,
+                  n: int = 3) -> list[str]:
+    """The `choices` a mistyped `word` most likely meant, best first, so an error can say
+    "did you mean" on the same line. `key` drops what should not count (case, a version
+    suffix); every choice whose key is close comes back, so two versions of one env both do."""
+    by_key: dict[str, list[str]] = {}
+    for choice in choices:
+        by_key.setdefault(key(choice), []).append(choice)
+    best = difflib.get_close_matches(key(word), list(by_key), n=n, cutoff=0.6)
+    return [choice for k in best for choice in by_key[k]]
 
 
 class TreegymError(Exception):
@@ -44,3 +59,13 @@ class ClusterError(DistributedError):
     Like a bad flag, that is the caller's to fix, so the CLI exits 2."""
 
     exit_code = 2
+
+
+class FlatRewardError(TreegymError, RuntimeError):
+    """Training stopped because the reward never varied within any group for several steps
+    in a row: every advantage was 0, so more steps would only spend compute.
+
+    Its own exit status (3) lets a sweep tell "this config gives no learning signal" from
+    a crash (1) or a bad command line (2)."""
+
+    exit_code = 3

@@ -7,7 +7,6 @@ summary of each env's tools, and plugins through the `treegym.envs` entry-point 
 
 from __future__ import annotations
 
-import difflib
 import re
 import warnings
 from importlib.metadata import entry_points
@@ -18,7 +17,7 @@ from gymnasium.envs.registration import EnvSpec, load_env_creator
 from pydantic import BaseModel
 
 from .env import AgentEnv
-from .errors import ConfigError, UnknownEnvError
+from .errors import ConfigError, UnknownEnvError, close_matches
 from .tools import tools_of
 
 NAMESPACE = "treegym"
@@ -65,8 +64,7 @@ def spec(id: str) -> EnvSpec:
     def base(env_id: str) -> str:  # "treegym/Maze-v0" -> "maze": versions only add noise
         return re.sub(r"-v\d+$", "", env_id.split("/")[-1]).lower()
 
-    close = set(difflib.get_close_matches(base(id), [base(k) for k in known], n=3, cutoff=0.6))
-    guesses = [k for k in known if base(k) in close]
+    guesses = close_matches(id, known, key=base)
     if guesses:
         hint = f" Did you mean {', '.join(guesses)}?"
     else:  # nothing close: show what exists, so the way out is on the same line
