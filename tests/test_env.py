@@ -85,6 +85,8 @@ ADD = "add(amount, note='')"  # what an argument error teaches instead: the vali
         ("I think I should add.", "no tool call or answer found", TOOLS),
         ("<answer>1</answer><answer>2</answer>", "2 <answer> blocks", TOOLS),
         ("<answer>1", "<answer> has no closing </answer>", TOOLS),
+        ("<answer>...</answer>", "the answer '...' is the placeholder of a format hint", TOOLS),
+        ("<answer> … </answer>", "the answer '…' is the placeholder of a format hint", TOOLS),
         ("x" * 20_000, "the action is 20000 characters; the limit is 16000", TOOLS),
         (call("add", amount=1) * 9, "more than 8 tool calls", TOOLS),
     ],
@@ -100,6 +102,17 @@ def test_bad_actions_become_observations_and_the_episode_goes_on(
     assert counter.observation_space.contains(obs)
     obs, *_ = counter.step(call("add", amount=1))
     assert obs.startswith("total ")
+
+
+def test_a_format_hint_copied_back_is_a_format_error_again(counter: CounterEnv) -> None:
+    """Hints say the format in words: a model that copies one as its action (as weak models
+    do) reads another format error; neither the hint nor its placeholder is scored."""
+    hint, *_ = counter.step("I think I should add.")
+    for _ in range(3):
+        copied, reward, terminated, _, info = counter.step(hint)
+        assert (reward, terminated, info["answer"]) == (0.0, False, None)
+        assert info["parse_error"] and info["calls"] == []
+        hint = copied
 
 
 def test_bad_call_does_not_stop_the_good_ones(counter: CounterEnv) -> None:

@@ -1,6 +1,7 @@
 """The Hermes/Qwen action format: any number of tool calls and one final answer."""
 
 from treegym import parse_action
+from treegym.parsing import ANSWER_FORMAT, PLACEHOLDER_ANSWERS
 
 
 def test_several_calls_and_an_answer_in_order() -> None:
@@ -41,3 +42,21 @@ def test_json_the_decoder_refuses_is_a_named_error_not_an_exception() -> None:
     long_number = '<tool_call>{"name": "a", "arguments": {"x": ' + "9" * 5000 + "}}</tool_call>"
     assert "nested too deeply" in parse_action(deep).errors[0]
     assert "number too long" in parse_action(long_number).errors[0]
+
+
+def test_a_placeholder_answer_is_a_format_error_not_an_answer() -> None:
+    for action in ["<answer>...</answer>", "<answer> … </answer>", f"finish with {ANSWER_FORMAT}"]:
+        parsed = parse_action(action)
+        assert parsed.answer is None, action
+        [error] = parsed.errors
+        assert "is the placeholder of a format hint, not an answer" in error
+    assert PLACEHOLDER_ANSWERS >= {"...", "…"}
+    assert parse_action("<answer>... 42</answer>").answer == "... 42"  # more than a placeholder
+    assert parse_action("<answer>.</answer>").answer == "."
+
+
+def test_format_hints_hold_no_literal_answer_or_call() -> None:
+    assert "..." not in ANSWER_FORMAT
+    bad = parse_action("<tool_call>[1]</tool_call>").errors[0]  # its hint says how, in words
+    hint = bad.split("Write ", 1)[1]
+    assert parse_action(hint).calls == [] and "..." not in hint

@@ -1,17 +1,27 @@
-"""The registry sits on Gymnasium's, adds suggestions, and loads entry-point plugins."""
+"""The registry sits on Gymnasium's: ids in any package's namespace, only AgentEnvs listed,
+suggestions for a mistyped id from every namespace. Plugins: see test_plugins.py."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
+from collections.abc import Iterator
 
 import gymnasium
 import pytest
 
 import treegym
 from treegym import ConfigError, UnknownEnvError
+from treegym.envs.maze import MazeEnv
+
+
+@pytest.fixture
+def scratch() -> Iterator[None]:
+    """Registrations a test makes are undone afterwards, so other tests see the usual ids."""
+    ids, registered = dict(gymnasium.registry), set(treegym.registry._REGISTERED)
+    yield
+    gymnasium.registry.clear()
+    gymnasium.registry.update(ids)
+    treegym.registry._REGISTERED.clear()
+    treegym.registry._REGISTERED.update(registered)
 
 
 def test_bundled_envs_are_listed_and_described() -> None:
@@ -30,18 +40,15 @@ def test_unknown_id_names_the_closest_ones() -> None:
         treegym.make("maze-v0")
 
 
-def test_unknown_id_with_nothing_close_lists_the_registered_ones(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_unknown_id_with_nothing_close_lists_the_registered_ones(scratch: None) -> None:
     known = treegym.list_envs()
     with pytest.raises(UnknownEnvError) as caught:
         treegym.spec("treegym/Nope-v0")
     message = str(caught.value)
     assert "Did you mean" not in message and "Run `treegym envs`" in message
     assert f"Registered: {', '.join(known)}." in message  # all of them while there are few
-    maze = gymnasium.registry["treegym/Maze-v0"]
-    for i in range(12):
-        monkeypatch.setitem(gymnasium.registry, f"treegym/Zz{i:02d}-v0", maze)
+    for i in range(treegym.registry._LISTED_IDS):
+        treegym.register(f"filler/Zz{i:02d}-v0", entry_point=MazeEnv)
     with pytest.raises(UnknownEnvError) as caught:
         treegym.spec("treegym/Nope-v0")
     listed = treegym.list_envs()
@@ -50,9 +57,37 @@ def test_unknown_id_with_nothing_close_lists_the_registered_ones(
         caught.value)
 
 
-def test_ids_outside_the_namespace_are_refused() -> None:
-    with pytest.raises(ConfigError, match="use 'treegym/Mine-v0'"):
-        treegym.register("Mine-v0", entry_point="x:Y")
+def test_any_package_namespace_registers_lists_and_makes(scratch: None) -> None:
+    treegym.register("newcomer/Maze-v3", entry_point=MazeEnv, kwargs={"size": 3})
+    assert {"newcomer/Maze-v3", "treegym/Maze-v0"} <= set(treegym.list_envs())
+    assert treegym.env_info("newcomer/Maze-v3").tools == ["look", "move"]
+    env = treegym.make("newcomer/Maze-v3")
+    try:
+        assert env.config.size == 3 and env.spec.id == "newcomer/Maze-v3"
+    finally:
+        env.close()
+    with pytest.raises(UnknownEnvError, match="Did you mean newcomer/Maze-v3, treegym/Maze-v0"):
+        treegym.spec("other/Maez-v1")  # suggestions come from every namespace
+
+
+@pytest.mark.parametrize(("bad", "suggested"), [
+    ("Mine-v0", "mylab/Mine-v0"), ("acme/Mine", "acme/Mine-v0"), ("acme/Mine-v", "acme/Mine-v0"),
+    ("a/b/Mine-v0", "mylab/Mine-v0"), ("acme/-v0", "acme/Name-v0"),
+    ("my lab/Mi ne-v0", "mylab/Mine-v0")])
+def test_ids_not_of_the_form_namespace_name_version_are_refused(bad: str, suggested: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        treegym.register(bad, entry_point=MazeEnv)
+    assert str(caught.value) == (f"env id {bad!r} is not of the form 'namespace/Name-vN': use "
+                                 f"your package's namespace and a version, e.g. '{suggested}'")
+    assert bad not in gymnasium.registry
+
+
+def test_only_agent_envs_are_listed_not_other_gymnasium_envs(scratch: None) -> None:
+    assert "CartPole-v1" in gymnasium.registry and "CartPole-v1" not in treegym.list_envs()
+    with pytest.raises(UnknownEnvError, match="It is a Gymnasium env, not a treegym one"):
+        treegym.spec("CartPole-v1")
+    gymnasium.register("direct/Maze-v0", entry_point=MazeEnv)  # a class: no import to check
+    assert "direct/Maze-v0" in treegym.list_envs()
 
 
 def test_registered_kwargs_are_defaults_that_make_overrides() -> None:
@@ -64,41 +99,3 @@ def test_registered_kwargs_are_defaults_that_make_overrides() -> None:
         assert (env.config.size, env.config.max_turns) == (3, 80)
     finally:
         env.close()
-
-
-def _plugin(root: Path, name: str, body: str, target: str) -> None:
-    (root / f"{name}.py").write_text(textwrap.dedent(body))
-    dist = root / f"{name}-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text(f"[treegym.envs]\n{name} = {target}\n")
-
-
-def test_third_party_envs_register_through_entry_points(tmp_path: Path) -> None:
-    _plugin(tmp_path, "tg_plugin_ok", """
-        import treegym
-        def register_envs():
-            treegym.register("treegym/PluginMaze-v0", entry_point="treegym.envs.maze:MazeEnv",
-                             kwargs={"size": 3})
-    """, "tg_plugin_ok:register_envs")
-    _plugin(tmp_path, "tg_plugin_broken", """
-        def register_envs():
-            raise RuntimeError("boom")
-    """, "tg_plugin_broken:register_envs")
-    script = (
-        "import warnings, gymnasium\n"
-        "with warnings.catch_warnings(record=True) as caught:\n"
-        "    warnings.simplefilter('always')\n"
-        "    import treegym\n"
-        "print(sorted(treegym.list_envs()))\n"
-        "print(gymnasium.make('treegym/PluginMaze-v0').unwrapped.config.size)\n"
-        "print([str(w.message) for w in caught if 'plugin' in str(w.message)])\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True,
-        env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"},
-    ).stdout.splitlines()
-    assert "treegym/PluginMaze-v0" in out[0]
-    assert out[1] == "3"
-    assert "treegym plugin 'tg_plugin_broken' (tg_plugin_broken:register_envs) failed to load: " \
-           "RuntimeError: boom" in out[2]

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from typing_extensions import Self
 
 from .errors import ConfigError, EpisodeError, ForkError
-from .parsing import ParsedAction, code_block_calls, parse_action
+from .parsing import ANSWER_FORMAT, CALL_FORMAT, ParsedAction, code_block_calls, parse_action
 from .records import Episode, Task, ToolResult, Turn
 from .spaces import PrintableText, to_printable
 from .tools import ToolSet, tools_of
@@ -249,10 +249,8 @@ class AgentEnv(gym.Env[str, str]):
             parsed.calls = code_block_calls(action, "python",
                                             max_calls=self.config.max_calls_per_turn)
         if not parsed.calls and parsed.answer is None and not parsed.errors:
-            parsed.errors.append(
-                'no tool call or answer found. Call a tool with <tool_call>{"name": ..., '
-                '"arguments": {...}}</tool_call> or finish with <answer>...</answer>'
-            )
+            parsed.errors.append(f"no tool call or answer found. Call a tool by writing "
+                                 f"{CALL_FORMAT}, or finish with {ANSWER_FORMAT}")
         return parsed
 
     def _observation(self, results: list[ToolResult], errors: list[str]) -> str:

@@ -1,9 +1,12 @@
 """Reading tool calls and a final answer out of a model's action text.
 
 The format is Hermes/Qwen's, which common chat templates already teach models:
-`<tool_call>{"name": ..., "arguments": {...}}</tool_call>`, any number per action, and an
-optional `<answer>...</answer>` that ends the episode. Parsing never raises: anything
-malformed becomes a message the model reads next turn.
+a JSON object with "name" and "arguments" between `<tool_call>` and `</tool_call>`, any
+number per action, and an optional answer between `<answer>` and `</answer>` that ends the
+episode. Parsing never raises: anything malformed becomes a message the model reads next
+turn. Hints describe the format in words: a weak model copies a literal example such as
+`<answer>...</answer>`, placeholder and all, so such a placeholder answer is a format error
+too, not an answer to score.
 """
 
 from __future__ import annotations
@@ -20,7 +23,12 @@ from .records import ToolCall
 _CALL_OPEN = "<tool_call>"
 _CALL_CLOSE = "</tool_call>"
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
-_EXAMPLE = '<tool_call>{"name": "TOOL", "arguments": {...}}</tool_call>'
+CALL_FORMAT = ('a JSON object with "name" (the tool\'s name) and "arguments" (an object of '
+               "its arguments) between <tool_call> and </tool_call>")
+ANSWER_FORMAT = "your final answer, opened with <answer> and closed with </answer>"
+# What a hint puts where the answer goes: envs' prompts and chat templates write "...", and
+# a model that copies ANSWER_FORMAT itself gets the words between its tags.
+PLACEHOLDER_ANSWERS = frozenset({"...", "…", *(a.strip() for a in _ANSWER.findall(ANSWER_FORMAT))})
 _CODE_BLOCK = re.compile(r"```(?:python|py)[ \t]*\n(.*?)```", re.DOTALL)
 # Deeper values parse, but deep-copying them into records (and serialising those) recurses
 # past Python's limit a few hundred levels down; no real tool needs more than a handful.
@@ -71,16 +79,16 @@ def _parse_call(body: str, call_id: str) -> ToolCall | str:
     """One `<tool_call>` body as a ToolCall, or the reason it isn't one."""
     data, problem = _loads(body)
     if problem is not None:
-        return f"tool call {call_id} is not valid JSON ({problem}). Write {_EXAMPLE}"
+        return f"tool call {call_id} is not valid JSON ({problem}). Write {CALL_FORMAT}"
     if not isinstance(data, dict) or not isinstance(data.get("name"), str):
-        return f'tool call {call_id} needs a string "name". Write {_EXAMPLE}'
+        return f'tool call {call_id} needs a string "name". Write {CALL_FORMAT}'
     arguments = data.get("arguments", {})
     if isinstance(arguments, str):  # OpenAI sends arguments as a JSON string
         arguments, problem = _loads(arguments) if arguments.strip() else ({}, None)
         if problem is not None:
             return f"tool call {call_id}: arguments are not valid JSON ({problem})"
     if not isinstance(arguments, dict):
-        return f'tool call {call_id}: "arguments" must be a JSON object. Write {_EXAMPLE}'
+        return f'tool call {call_id}: "arguments" must be a JSON object. Write {CALL_FORMAT}'
     extra = sorted(set(data) - {"name", "arguments"})
     if extra:
         return f'tool call {call_id}: unexpected keys {extra}; only "name" and "arguments"'
@@ -112,6 +120,9 @@ def parse_action(text: str, *, max_calls: int = 8) -> ParsedAction:
     answers = _ANSWER.findall(text)
     if len(answers) > 1:
         parsed.errors.append(f"{len(answers)} <answer> blocks; give exactly one to finish")
+    elif answers and answers[0].strip() in PLACEHOLDER_ANSWERS:
+        parsed.errors.append(f"the answer {answers[0].strip()!r} is the placeholder of a format "
+                             f"hint, not an answer; finish with {ANSWER_FORMAT}")
     elif answers:
         parsed.answer = answers[0].strip()
     elif "<answer>" in text:

@@ -1,15 +1,18 @@
-"""treegym's env registry: Gymnasium's own, under the `treegym/` namespace.
+"""treegym's env registry: Gymnasium's own, with ids in any package's namespace.
 
-Registering through Gymnasium means `gymnasium.make("treegym/X-v0")` works too; this
-module adds what Gymnasium lacks for agent tasks: suggestions for a mistyped id, a
-summary of each env's tools, and plugins through the `treegym.envs` entry-point group.
+Ids follow Gymnasium's `namespace/Name-vN`, and each package owns its namespace: the
+bundled tasks are `treegym/...`, a plugin's might be `mylab/...`. Registering through
+Gymnasium means `gymnasium.make("mylab/X-v0")` works too; this module adds what Gymnasium
+lacks for agent tasks: a list of just the treegym envs (not CartPole), suggestions for a
+mistyped id, a summary of each env's tools, and plugins through the `treegym.envs`
+entry-point group, whose failures are kept so that `treegym envs` can report them.
 """
 
 from __future__ import annotations
 
 import re
 import warnings
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 import gymnasium
@@ -17,12 +20,15 @@ from gymnasium.envs.registration import EnvSpec, load_env_creator
 from pydantic import BaseModel
 
 from .env import AgentEnv
-from .errors import ConfigError, UnknownEnvError, close_matches
+from .errors import ConfigError, TreegymError, UnknownEnvError, close_matches
 from .tools import tools_of
 
-NAMESPACE = "treegym"
 ENTRY_POINT_GROUP = "treegym.envs"
+_ID = re.compile(r"[\w:-]+/[\w:.-]+-v\d+")  # Gymnasium's id grammar, namespace and version required
 _LISTED_IDS = 20  # an unknown-id error lists at most this many registered ids
+# Ids registered through `register`: Gymnasium's registry also holds CartPole and friends,
+# and telling an AgentEnv apart from a string entry point would mean importing every env.
+_REGISTERED: set[str] = set()
 
 
 class EnvInfo(BaseModel):
@@ -35,33 +41,67 @@ class EnvInfo(BaseModel):
     max_turns: int | None
 
 
+class PluginFailure(BaseModel):
+    """A `treegym.envs` entry point that raised while loading, kept for `treegym envs`."""
+
+    name: str
+    value: str
+    package: str | None
+    error: str
+
+    def __str__(self) -> str:
+        way_out = f"fix or uninstall {self.package!r}" if self.package else "fix or remove it"
+        return (f"treegym plugin {self.name!r} ({self.value}) failed to load: {self.error}; "
+                f"{way_out}")
+
+
+class PluginError(TreegymError, RuntimeError):
+    """Plugins that failed to load, where a command must not go on as if they had none."""
+
+
+_failures: list[PluginFailure] = []
+
+
 def register(
     id: str, entry_point: Any, kwargs: dict[str, Any] | None = None, **spec_kwargs: Any
 ) -> None:
-    """Register an AgentEnv under `treegym/NAME-vN`; `kwargs` become its default options."""
-    if not id.startswith(f"{NAMESPACE}/"):
-        raise ConfigError(f"treegym ids live in the '{NAMESPACE}/' namespace: use "
-                          f"'{NAMESPACE}/{id.split('/')[-1]}', not {id!r}")
+    """Register an AgentEnv as `namespace/Name-vN`; `kwargs` become its default options."""
+    if not _ID.fullmatch(id):
+        *head, tail = id.split("/")
+        namespace = head[0] if len(head) == 1 and re.fullmatch(r"[\w:-]+", head[0]) else "mylab"
+        name = re.sub(r"[^\w.-]", "", re.sub(r"-v\d*$", "", tail)) or "Name"
+        raise ConfigError(f"env id {id!r} is not of the form 'namespace/Name-vN': use your "
+                          f"package's namespace and a version, e.g. '{namespace}/{name}-v0'")
     # AgentEnv enforces reset-before-step and its own turn limit, so Gymnasium's
     # wrappers would only hide `fork()` behind a wrapper that can't forward it.
     spec_kwargs.setdefault("disable_env_checker", True)
     spec_kwargs.setdefault("order_enforce", False)
     gymnasium.register(id=id, entry_point=entry_point, kwargs=dict(kwargs or {}), **spec_kwargs)
+    _REGISTERED.add(id)
+
+
+def _is_treegym(env_id: str) -> bool:
+    """Registered through `register`, or (registered with Gymnasium directly) an AgentEnv
+    class given as the entry point itself; a string entry point is not imported to check."""
+    found = gymnasium.registry.get(env_id)
+    if found is None:
+        return False
+    creator = found.entry_point
+    return env_id in _REGISTERED or (isinstance(creator, type) and issubclass(creator, AgentEnv))
 
 
 def list_envs() -> list[str]:
-    """Every registered treegym id, sorted."""
-    return sorted(i for i in gymnasium.registry if i.startswith(f"{NAMESPACE}/"))
+    """Every registered treegym id, of every namespace, sorted."""
+    return sorted(i for i in gymnasium.registry if _is_treegym(i))
 
 
 def spec(id: str) -> EnvSpec:
     """The EnvSpec of a treegym id; an unknown id names the closest registered ones."""
-    found = gymnasium.registry.get(id)
-    if found is not None and id.startswith(f"{NAMESPACE}/"):
-        return found
+    if _is_treegym(id):
+        return gymnasium.registry[id]
     known = list_envs()
 
-    def base(env_id: str) -> str:  # "treegym/Maze-v0" -> "maze": versions only add noise
+    def base(env_id: str) -> str:  # "mylab/Maze-v0" -> "maze": namespace, version add noise
         return re.sub(r"-v\d+$", "", env_id.split("/")[-1]).lower()
 
     guesses = close_matches(id, known, key=base)
@@ -71,6 +111,8 @@ def spec(id: str) -> EnvSpec:
         shown = known[:_LISTED_IDS]
         more = f" and {len(known) - len(shown)} more" if len(known) > len(shown) else ""
         hint = f" Registered: {', '.join(shown) or '(none)'}{more}."
+    if id in gymnasium.registry:
+        hint = f" It is a Gymnasium env, not a treegym one (see treegym.register).{hint}"
     raise UnknownEnvError(
         f"unknown env id {id!r}.{hint} Run `treegym envs` to list the "
         f"{len(known)} registered ids."
@@ -105,20 +147,33 @@ def env_info(id: str) -> EnvInfo:
     )
 
 
+def _failure(ep: EntryPoint, exc: Exception) -> PluginFailure:
+    return PluginFailure(name=ep.name, value=ep.value, package=ep.dist.name if ep.dist else None,
+                         error=f"{type(exc).__name__}: {exc}")
+
+
 def load_plugins() -> list[str]:
-    """Run every `treegym.envs` entry point; a broken plugin warns instead of breaking import."""
+    """Run every `treegym.envs` entry point and return the names that loaded.
+
+    A broken plugin warns instead of breaking `import treegym` (one bad package must not
+    take every other env down), and is kept in `plugin_failures()`, so that a command
+    that lists envs can refuse to pass it over in silence.
+    """
     loaded = []
+    _failures.clear()
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
             target = ep.load()
             if callable(target):
                 target()
         except Exception as exc:  # noqa: BLE001 - one bad plugin must not hide the others
-            warnings.warn(
-                f"treegym plugin {ep.name!r} ({ep.value}) failed to load: "
-                f"{type(exc).__name__}: {exc}",
-                stacklevel=2,
-            )
+            _failures.append(_failure(ep, exc))
+            warnings.warn(str(_failures[-1]), stacklevel=2)
             continue
         loaded.append(ep.name)
     return loaded
+
+
+def plugin_failures() -> list[PluginFailure]:
+    """The plugins the last `load_plugins()` (the one `import treegym` runs) could not load."""
+    return [failure.model_copy() for failure in _failures]

@@ -155,3 +155,34 @@ def test_play_command_errors_are_one_line() -> None:
         done = treegym("play", *args)
         assert done.returncode != 0 and says in done.stderr, done.stderr
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_world_file_shows_a_file_bounded_and_refuses_missing_or_outside_paths() -> None:
+    from treegym.play.render import WORLD_FILE_CHARS
+
+    lines: list[str] = []
+    with PlaySession("treegym/PyCalc-v0", seed=1, env_kwargs={"sandbox": "local"}) as s:
+        c = Controller(s, lines.append)
+        code = ("open('note.txt', 'w').write('hi\\nthere');"
+                f"open('big.txt', 'w').write('x' * {WORLD_FILE_CHARS + 500})")
+        c.handle(call("python", code=code))
+        c.handle("/world")
+        assert "  note.txt" in lines[-1].splitlines()
+        c.handle("/world note.txt")
+        assert lines[-1] == "note.txt (8 bytes):\nhi\nthere"
+        c.handle("/world big.txt")
+        assert lines[-1].endswith("x" * 10 + "\n[... 500 more characters not shown]")
+        assert len(lines[-1]) < WORLD_FILE_CHARS + 100
+        for path, says in [("nope.txt", "No such file or directory"),
+                           ("../../etc/passwd", "outside the sandbox's work dir"),
+                           ("/etc/passwd", "outside the sandbox's work dir")]:
+            lines.clear()
+            c.handle(f"/world {path}")
+            [line] = lines
+            assert line.startswith(f"! cannot show {path}: ") and says in line, line
+            assert line.endswith("; /world lists the files")
+    with PlaySession("treegym/Maze-v0", seed=0) as s:
+        lines.clear()
+        Controller(s, lines.append).handle("/world maze.txt")
+        assert lines == ["! MazeEnv has no files: its world is the env's state, which /world "
+                         "alone shows"]

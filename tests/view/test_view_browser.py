@@ -91,7 +91,7 @@ def test_view_in_chromium(browser, server: str, trees_file: Path, tmp_path: Path
     rows = browser.find_elements(By.CSS_SELECTOR, ".row")
     assert len(rows) == sum(len(t.nodes) for t in trees)
     tasks = browser.find_elements(By.CSS_SELECTOR, "details.task")
-    assert len(tasks) == 2 and "task 0" in tasks[0].text
+    assert len(tasks) == 2 and f"task {trees[0].task.id}" in tasks[0].text
     badges = browser.find_elements(By.CSS_SELECTOR, ".badge.ret")
     returns = sorted(float(b.text[2:]) for b in badges)
     assert returns == sorted(t.reward(leaf) for t in trees for leaf in t.leaves)

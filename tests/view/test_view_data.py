@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 from test_cli import treegym
 
+from treegym import Tree
 from treegym.rollout import RolloutStats
-from treegym.view import load_trees, page_for, savings, tips, view_model
+from treegym.view import load_trees, page_for, savings, task_key, tips, view_model
 
 
 def test_view_model_has_every_node_savings_and_advantages(trees_file: Path) -> None:
     trees = load_trees(trees_file)
-    model = view_model(trees, source="x")
+    model = view_model({"x": trees})
     assert [len(t["nodes"]) for t in model["trees"]] == [len(t.nodes) for t in trees]
     for tree, shown in zip(trees, model["trees"], strict=True):
         stats = RolloutStats()
@@ -42,10 +43,43 @@ def test_view_shows_the_advantages_a_trainer_wrote(tmp_path: Path) -> None:
     path = config.out / "trees.jsonl"
     trees = load_trees(path)  # what `treegym view OUT/trees.jsonl` loads (page_for)
     assert trees
-    for tree, shown in zip(trees, view_model(trees, source=str(path))["trees"], strict=True):
+    for tree, shown in zip(trees, view_model({str(path): trees})["trees"], strict=True):
         leaves = {n["id"]: n["advantage"] for n in shown["nodes"] if n["leaf"]}
         assert tree.kept and set(tree.kept) <= set(leaves)
         assert all(leaves[leaf] == tree.advantages[leaf] for leaf in tree.kept)
+
+
+def _as(tree: Tree, **fields: object) -> Tree:
+    """`tree` as another run would have written it: the same task at another index, say."""
+    return tree.model_copy(update=fields)
+
+
+def test_trees_group_by_file_and_task_id_not_by_index(trees_file: Path, tmp_path: Path) -> None:
+    first, second = load_trees(trees_file)  # two tasks, at indexes 0 and 1
+    assert first.task.id != second.task.id
+    files = {
+        "a.jsonl": [first, second, _as(first, task_index=5, seed=5, tree_index=1)],
+        "b.jsonl": [_as(second, task_index=0), _as(first, task_index=1)],  # seeds shifted
+    }
+    groups = [(t["file"], t["task"], t["trees"], t["seeds"])
+              for t in view_model(files)["tasks"]]
+    assert groups == [
+        ("a.jsonl", first.task.id, [0, 2], [first.seed, 5]),  # one task, two runs' indexes
+        ("a.jsonl", second.task.id, [1], [second.seed]),
+        ("b.jsonl", second.task.id, [3], [second.seed]),  # another file: its own group
+        ("b.jsonl", first.task.id, [4], [first.seed]),
+    ]
+    nameless = [_as(first, task=first.task.model_copy(update={"id": ""})),
+                _as(second, task=second.task.model_copy(update={"id": ""}))]
+    assert [task_key(tree) for tree in nameless] == ["#0", "#1"]
+    assert [t["task"] for t in view_model({"c.jsonl": nameless})["tasks"]] == ["#0", "#1"]
+
+    for name, trees in files.items():
+        (tmp_path / name).write_text("".join(t.model_dump_json() + "\n" for t in trees))
+    html = page_for([tmp_path / "a.jsonl", tmp_path / "b.jsonl"])
+    data = json.loads(html.split('type="application/json">', 1)[1].split("</script>", 1)[0])
+    assert data["files"] == [str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl")]
+    assert len(data["tasks"]) == 4 and len(data["trees"]) == 5
 
 
 def test_static_page_is_self_contained(trees_file: Path, tmp_path: Path) -> None:

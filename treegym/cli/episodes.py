@@ -13,10 +13,27 @@ from .base import JSON_OPTION, app, console, parse_options
 
 
 @app.command()
-def envs(as_json: bool = JSON_OPTION) -> None:
-    """List registered envs: description, tools, sandbox need and max turns."""
-    from ..registry import env_info, list_envs
+def envs(
+    as_json: bool = JSON_OPTION,
+    ignore_broken: bool = typer.Option(
+        False, "--ignore-broken", help="List the envs that loaded even if a plugin failed "
+        "(its error is still printed, as a warning)."),
+) -> None:
+    """List registered envs: description, tools, sandbox need and max turns.
 
+    A plugin that failed to load is an error here: a listing without its envs would look
+    complete, and the missing ids would only surface later as "unknown env id".
+    """
+    from ..registry import PluginError, env_info, list_envs, plugin_failures
+
+    failures = plugin_failures()
+    if failures and not ignore_broken:
+        raise PluginError(
+            f"{len(failures)} treegym plugin{'s' if len(failures) > 1 else ''} failed to "
+            "load (pass --ignore-broken to list the envs that did):\n"
+            + "\n".join(str(failure) for failure in failures))
+    for failure in failures:
+        typer.echo(f"treegym: warning: {failure}", err=True)
     infos = [env_info(env_id) for env_id in list_envs()]
     if as_json:
         print(json.dumps([info.model_dump() for info in infos]))

@@ -39,7 +39,8 @@ class Controller:
             "/go": self._go,
             "/back": self._back,
             "/tree": lambda _: self.out(render.tree_text(session)),
-            "/world": lambda _: self.out(render.world_text(session.env)),
+            "/world": lambda arg: self.out(render.world_file_text(session.env, arg) if arg
+                                           else render.world_text(session.env)),
             "/model": self._model,
             "/auto": self._auto,
             "/save": self._save,

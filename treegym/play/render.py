@@ -14,8 +14,11 @@ from ..parsing import parse_action
 from ..records import Node
 from ..rollout import ROOT
 from ..sandbox_env import SandboxEnv
+from ..sandboxes import SandboxError
 from ..spaces import to_printable
-from .session import PlaySession, Proposal
+from .session import PlayError, PlaySession, Proposal
+
+WORLD_FILE_CHARS = 4_000  # /world FILE shows this much: a screenful or two, not a dataset
 
 COMMANDS = [
     ("/fork", "make a branch here and switch to it"),
@@ -23,7 +26,7 @@ COMMANDS = [
     ("/go N", "switch to branch N"),
     ("/back", "return to the parent turn (its kept world; nothing re-runs)"),
     ("/tree", "draw the tree"),
-    ("/world", "the sandbox's files, or the env's state"),
+    ("/world [FILE]", "the sandbox's files, or the env's state; with FILE, that file"),
     ("/model [K]", "let the policy propose K next actions (default 3)"),
     ("/auto", "let the policy finish this branch"),
     ("/save FILE", "write the tree as a Tree record (open with `treegym view FILE`)"),
@@ -157,9 +160,24 @@ def world_text(env: AgentEnv) -> str:
     return to_printable(env.render_text())
 
 
-def _files(env: SandboxEnv, path: str, indent: str, depth: int) -> list[str]:
-    from ..sandboxes import SandboxError
+def world_file_text(env: AgentEnv, path: str) -> str:
+    """One file of a sandbox env's world, read through the sandbox (so a path outside its
+    work dir is refused there) and cut at WORLD_FILE_CHARS."""
+    if not isinstance(env, SandboxEnv):
+        raise PlayError(f"{type(env).__name__} has no files: its world is the env's state, "
+                        "which /world alone shows")
+    try:
+        data = env.box.read_file(path)
+    except SandboxError as exc:
+        raise PlayError(f"cannot show {path}: {exc}; /world lists the files") from None
+    text = to_printable(data.decode("utf-8", errors="replace"))
+    cut = ""
+    if len(text) > WORLD_FILE_CHARS:
+        cut = f"\n[... {len(text) - WORLD_FILE_CHARS} more characters not shown]"
+    return f"{path} ({len(data)} bytes):\n{text[:WORLD_FILE_CHARS]}{cut}"
 
+
+def _files(env: SandboxEnv, path: str, indent: str, depth: int) -> list[str]:
     lines = []
     for name in sorted(env.box.listdir(path)):
         sub = name if path == "." else f"{path}/{name}"

@@ -1,10 +1,10 @@
 """`treegym view`: tree records as a collapsible, offline web page.
 
-`data` reshapes records (and their savings) for the page, `page` inlines them into the
-single-file HTML, `server` serves it on loopback.
+`data` reshapes records (their savings, their tasks per file) for the page, `page`
+inlines them into the single-file HTML, `server` serves it on loopback.
 """
 
-from .data import load_trees, savings, tips, view_model
+from .data import load_trees, savings, task_key, tips, view_model
 from .page import render_page
 from .server import make_server, page_for, serve
 
@@ -15,6 +15,7 @@ __all__ = [
     "render_page",
     "savings",
     "serve",
+    "task_key",
     "tips",
     "view_model",
 ]

@@ -1,4 +1,5 @@
-"""Tree records reshaped for the viewer page: per node what to show, per tree its savings.
+"""Tree records reshaped for the viewer page: per node what to show, per tree its savings,
+per task (of each file) its trees.
 
 The page does no accounting of its own: everything it shows is computed here from the
 records, and for rollout trees the savings equal what `treegym rollout` prints.
@@ -6,7 +7,7 @@ records, and for rollout trees the savings equal what `treegym rollout` prints.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,25 +76,50 @@ def savings(tree: Tree) -> dict[str, Any]:
     }
 
 
-def view_model(trees: Sequence[Tree], source: str) -> dict[str, Any]:
-    """Everything the page draws, as JSON-ready data."""
-    shown = []
-    for tree in trees:
-        kept = set(tree.kept)
-        shown.append({
-            "env_id": tree.env_id,
-            "task_id": tree.task.id,
-            "task_index": tree.task_index,
-            "tree_index": tree.tree_index,
-            "seed": tree.seed,
-            "mode": tree.mode,
-            "policy": tree.policy,
-            "prompt": tree.task.prompt,
-            "prompt_tokens": len(tree.prompt_ids),
-            "tools": [t.get("function", {}).get("name", "?") for t in tree.tools],
-            "leaves": len(tree.leaves),
-            "kept": len(tree.kept),
-            "savings": savings(tree),
-            "nodes": [_node(tree, node, kept) for node in tree.nodes],
-        })
-    return {"source": source, "trees": shown}
+def task_key(tree: Tree) -> str:
+    """The task a tree belongs to within its file: the task's own id, or, for envs whose
+    tasks have none, its index. An index is only a position in one run (it shifts with the
+    run's seed), so it would split one task and merge two."""
+    return tree.task.id or f"#{tree.task_index}"
+
+
+def view_model(files: Mapping[str, Sequence[Tree]]) -> dict[str, Any]:
+    """Everything the page draws, as JSON-ready data, for the trees of each named file.
+
+    Trees are grouped into tasks by (file, env, task) here, so the page only draws groups:
+    two files' trees of one task stay apart, as runs to compare side by side.
+    """
+    shown: list[dict[str, Any]] = []
+    tasks: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for source, trees in files.items():
+        for tree in trees:
+            key = (source, tree.env_id, task_key(tree))
+            group = tasks.setdefault(key, {"file": source, "env_id": tree.env_id,
+                                           "task": key[2], "seeds": [], "trees": []})
+            group["trees"].append(len(shown))
+            if tree.seed not in group["seeds"]:
+                group["seeds"].append(tree.seed)
+            shown.append(_tree(tree, source))
+    return {"source": ", ".join(files), "files": list(files), "tasks": list(tasks.values()),
+            "trees": shown}
+
+
+def _tree(tree: Tree, source: str) -> dict[str, Any]:
+    kept = set(tree.kept)
+    return {
+        "file": source,
+        "env_id": tree.env_id,
+        "task_id": tree.task.id,
+        "task_index": tree.task_index,
+        "tree_index": tree.tree_index,
+        "seed": tree.seed,
+        "mode": tree.mode,
+        "policy": tree.policy,
+        "prompt": tree.task.prompt,
+        "prompt_tokens": len(tree.prompt_ids),
+        "tools": [t.get("function", {}).get("name", "?") for t in tree.tools],
+        "leaves": len(tree.leaves),
+        "kept": len(tree.kept),
+        "savings": savings(tree),
+        "nodes": [_node(tree, node, kept) for node in tree.nodes],
+    }

@@ -1,12 +1,13 @@
 """`treegym view FILE`: serve the viewer on loopback, re-reading FILE on every load.
 
 Re-reading means a rollout that is still streaming trees into FILE shows its new trees
-on a page reload. Only 127.0.0.1 is bound: records can hold code and task data.
+on a page reload. Several files show side by side, each task once per file. Only
+127.0.0.1 is bound: records can hold code and task data.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -14,14 +15,21 @@ from ..errors import TreegymError
 from .data import load_trees, view_model
 from .page import render_page
 
-
-def page_for(path: Path) -> str:
-    """The viewer page for the trees in `path`."""
-    return render_page(view_model(load_trees(path), source=str(path)))
+Paths = Path | Sequence[Path]  # one records file, or several to compare
 
 
-def make_server(path: Path, port: int) -> ThreadingHTTPServer:
-    """A server for `path` on 127.0.0.1:`port` (0 picks a free port); not yet serving."""
+def _files(paths: Paths) -> list[Path]:
+    return [paths] if isinstance(paths, Path) else list(paths)
+
+
+def page_for(paths: Paths) -> str:
+    """The viewer page for the trees in `paths`."""
+    return render_page(view_model({str(path): load_trees(path) for path in _files(paths)}))
+
+
+def make_server(paths: Paths, port: int) -> ThreadingHTTPServer:
+    """A server for `paths` on 127.0.0.1:`port` (0 picks a free port); not yet serving."""
+    shown = ", ".join(map(str, _files(paths)))
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
@@ -29,9 +37,9 @@ def make_server(path: Path, port: int) -> ThreadingHTTPServer:
                 self.send_error(404, "the viewer has one page: /")
                 return
             try:
-                body, status = page_for(path).encode("utf-8"), 200
+                body, status = page_for(paths).encode("utf-8"), 200
             except Exception as exc:  # noqa: BLE001 - show the problem in the browser
-                body, status = f"cannot show {path}: {exc}".encode(), 500
+                body, status = f"cannot show {shown}: {exc}".encode(), 500
             self.send_response(status)
             self.send_header("Content-Type", "text/html; charset=utf-8" if status == 200
                              else "text/plain; charset=utf-8")
@@ -46,11 +54,11 @@ def make_server(path: Path, port: int) -> ThreadingHTTPServer:
     return ThreadingHTTPServer(("127.0.0.1", port), Handler)
 
 
-def serve(path: Path, port: int, on_ready: Callable[[str], None]) -> None:
+def serve(paths: Paths, port: int, on_ready: Callable[[str], None]) -> None:
     """Serve until Ctrl-C; `on_ready(url)` is told where, once the port is bound."""
-    page_for(path)  # a bad file fails here, in one line, not in the browser
+    page_for(paths)  # a bad file fails here, in one line, not in the browser
     try:
-        server = make_server(path, port)
+        server = make_server(paths, port)
     except OSError as exc:
         raise TreegymError(
             f"cannot listen on 127.0.0.1:{port}: {exc.strerror}; pick another --port "
