@@ -12,7 +12,8 @@ from .base import JSON_OPTION, app, console
 
 @app.command()
 def train(
-    config: Path = typer.Argument(..., help="YAML (or JSON) training config."),
+    config: Path | None = typer.Argument(None, help="YAML (or JSON) training config; "
+                                  "docs/training.md lists every key."),
     resume: bool = typer.Option(False, help="Continue from the latest checkpoint exactly."),
     compare: bool = typer.Option(False, help="Train chain and tree modes at the same token "
                                  "budget and plot reward against generated tokens."),
@@ -22,9 +23,19 @@ def train(
     workers: int = typer.Option(None, min=1, help="Ray rollout workers (with --ray)."),
     weight_sync: str = typer.Option(None, help="sync, or one-step-off (rollouts run during "
                                     "the update, one version behind; needs --ray)."),
+    print_config: bool = typer.Option(False, "--print-config", help="Print every config key "
+                                      "with its default and meaning, as YAML, and exit."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Collect → advantages → update → sync, with checkpoints and metrics."""
+    if print_config:
+        from ..train.reference import default_config_yaml
+
+        print(default_config_yaml(), end="")
+        return
+    if config is None:
+        raise typer.BadParameter("none given; `treegym train --print-config > train.yaml` "
+                                 "writes one to fill in", param_hint="CONFIG")
     from ..train import load_config
     from ..train import train as run_train
     from ..train.compare import compare as run_compare

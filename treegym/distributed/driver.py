@@ -38,8 +38,9 @@ class RayConfig(BaseModel):
     workers: int = Field(2, ge=1, description="RolloutWorker actors.")
     tasks_per_call: int = Field(1, ge=1, description="Tasks a worker rolls out together.")
     calls_in_flight: int = Field(2, ge=1, description="Chunks queued per worker at most.")
-    cpus_per_worker: float = Field(1.0, ge=0)
-    gpus_per_worker: float = Field(0.0, ge=0)
+    cpus_per_worker: float = Field(1.0, ge=0, description="CPUs Ray reserves per worker.")
+    gpus_per_worker: float = Field(0.0, ge=0, description="GPUs Ray reserves per worker "
+                                   "(a fraction shares one GPU).")
     max_retries: int = Field(3, ge=0, description="Re-runs of a chunk after worker deaths.")
     start_timeout: float = Field(600.0, gt=0, description="Seconds for workers to start.")
 

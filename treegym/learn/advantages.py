@@ -104,3 +104,20 @@ def node_advantages(tree: Tree, leaf_advantages: dict[int, float]) -> dict[int, 
 
 
 ESTIMATORS = {"grpo": grpo, "tree_grpo": tree_grpo, "tree_grpo_intra": tree_grpo_intra}
+# Each estimator's widest group: where it finds no spread, none of its terms does either.
+GROUPS = {"grpo": _task, "tree_grpo": _task, "tree_grpo_intra": _tree}
+FLAT = 1e-6  # equal rewards normalise to ~1e-11 (rounding over eps), not exactly 0
+
+
+def flat_groups(trees: Sequence[Tree], advantages: Advantages, estimator: str) -> tuple[int, int]:
+    """(groups whose kept leaves all got advantage ~0, groups) for `estimator`'s groups.
+
+    A flat group's rewards were all equal, so it adds nothing to the gradient; when every
+    group is flat the update learns nothing at all, which is what a trainer warns about.
+    """
+    key = GROUPS[estimator]
+    spread: dict[object, bool] = {}
+    for i, tree in enumerate(trees):
+        for leaf in tree.kept:
+            spread[key(tree)] = spread.get(key(tree), False) or abs(advantages[i][leaf]) > FLAT
+    return sum(not moved for moved in spread.values()), len(spread)

@@ -38,7 +38,9 @@ class LossConfig(BaseModel):
     clip_low: float = Field(0.2, ge=0.0, lt=1.0, description="Ratio floor is 1 - clip_low.")
     clip_high: float = Field(0.28, ge=0.0, description="Ratio ceiling is 1 + clip_high.")
     kl_coef: float = Field(0.0, ge=0.0, description="Weight of k3 KL to the reference; 0: off.")
-    aggregation: Literal["token-mean", "seq-mean"] = "token-mean"
+    aggregation: Literal["token-mean", "seq-mean"] = Field(
+        "token-mean", description="token-mean: every action token of the batch weighs the "
+        "same. seq-mean: every kept leaf weighs the same, its tokens sharing its weight.")
 
 
 def leaf_scales(trees: Sequence[Tree], aggregation: str) -> dict[LeafRef, float]:

@@ -42,14 +42,18 @@ def sampler(config: TrainConfig) -> Sampler:
     return TreeSampler(m=r.m, n=r.n, l=r.l, k=r.k, branch=r.branch)
 
 
+SEEDS_PER_BATCH = 10_000  # batch s resets from (s + 1)·this: seeds below it are eval's
+SEEDS_PER_RUN = 1_000_003  # a run's `seed` moves all its batches by this much
+
+
 def batch_seed(config: TrainConfig, step: int) -> int:
     """Reset seeds of batch `step`'s tasks start here: fresh tasks every step."""
-    return config.seed * 1_000_003 + (step + 1) * 10_000
+    return config.seed * SEEDS_PER_RUN + (step + 1) * SEEDS_PER_BATCH
 
 
 def batch_params(config: TrainConfig, step: int) -> SamplingParams:
     return SamplingParams(temperature=config.temperature, max_tokens=config.max_new_tokens,
-                          seed=config.seed * 1_000_003 + step)
+                          seed=config.seed * SEEDS_PER_RUN + step)
 
 
 class LocalCollector:

@@ -1,7 +1,8 @@
 """`TrainConfig`: everything a training run needs, from one YAML (or JSON) file.
 
 Unknown keys are errors and every field is checked by pydantic, so a typo fails before
-any model loads, with the file, the field and the reason in one line each.
+any model loads, with the file, the field and the reason in one line each; an unknown
+key also gets the close valid ones and every valid key at its level.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from ..distributed import RayConfig
 from ..errors import ConfigError
 from ..learn import LossConfig, OptimConfig
+from .keys import unknown_key
 
 
 class Strict(BaseModel):
@@ -24,32 +26,39 @@ class Strict(BaseModel):
 class ChainConfig(Strict):
     """GRPO's independent chains: `n` per task."""
 
-    mode: Literal["chain"] = "chain"
-    n: int = Field(4, ge=1)
+    mode: Literal["chain"] = Field("chain", description="chain: GRPO's independent episodes.")
+    n: int = Field(4, ge=1, description="Chains per task; their rewards form the task's "
+                   "advantage group, so n >= 2 is what lets the reward vary within a group.")
 
 
 class TreeConfig(Strict):
     """Tree-GRPO's `m` trees × `l` rounds × `n` expansions, keeping `k` leaves per tree."""
 
-    mode: Literal["tree"] = "tree"
-    m: int = Field(2, ge=1)
-    n: int = Field(2, ge=1)
-    l: int = Field(1, ge=0)  # noqa: E741 - the paper's name
-    k: int = Field(3, ge=1)
-    branch: Literal["random", "entropy"] = "random"
+    mode: Literal["tree"] = Field("tree", description="tree: Tree-GRPO's branching episodes.")
+    m: int = Field(2, ge=1, description="Trees per task, each started as one chain; all "
+                   "their kept leaves form the task's advantage group.")
+    n: int = Field(2, ge=1, description="Expansions per tree per round: each continues the "
+                   "episode from a random (or uncertain) earlier turn of that tree.")
+    l: int = Field(  # noqa: E741 - the paper's name
+        1, ge=0, description="Expansion rounds; a tree has 1 + n·l leaves, and 0 makes it "
+        "a plain chain.")
+    k: int = Field(3, ge=1, description="Leaves kept (and trained on) per tree.")
+    branch: Literal["random", "entropy"] = Field(
+        "random", description="Where expansions start: turns drawn uniformly (the paper's "
+        "rule), or the turns whose first tokens had the highest entropy.")
 
 
 class WarmStart(Strict):
     """Supervised steps on generated demonstrations before RL (Maze only)."""
 
-    steps: int = Field(0, ge=0)
+    steps: int = Field(0, ge=0, description="Supervised steps; 0 skips the warm start.")
     episodes: int = Field(16, ge=1, description="Demonstration episodes per step.")
     optimal: float = Field(
         0.0, ge=0.0, le=1.0,
         description="Share of moves that follow the shortest path; the rest are random open "
         "directions, so the warm start teaches the format and leaves the policy to RL.",
     )
-    lr: float = Field(1e-3, gt=0)
+    lr: float = Field(1e-3, gt=0, description="AdamW learning rate of the warm start only.")
 
 
 class LoraConfig(Strict):
@@ -72,37 +81,58 @@ class LoraConfig(Strict):
 
 
 class TrainConfig(Strict):
+    """One training run; every key is documented in docs/training.md."""
+
     env: str = Field(description="Registered env id, e.g. treegym/Maze-v0.")
-    env_kwargs: dict[str, Any] = Field(default_factory=dict)
+    env_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Options passed to the env on make, e.g. "
+        "{size: 2, shaped: true} for Maze; they override the registered ones.")
     policy: str = Field("tiny", description="tiny, hf:PATH or vllm:PATH (synced each step).")
-    rollout: ChainConfig | TreeConfig = Field(default_factory=ChainConfig,
-                                              discriminator="mode")
-    advantage: Literal["grpo", "tree_grpo", "tree_grpo_intra"] = "grpo"
-    tasks_per_step: int = Field(4, ge=1)
+    rollout: ChainConfig | TreeConfig = Field(
+        default_factory=ChainConfig, discriminator="mode",
+        description="How each task is rolled out; `mode` (chain or tree) picks the variant "
+        "and must be given whenever this is set.")
+    advantage: Literal["grpo", "tree_grpo", "tree_grpo_intra"] = Field(
+        "grpo", description="grpo: normalise within each task's leaves. tree_grpo: that plus "
+        "normalising within each tree (needs rollout.mode tree). tree_grpo_intra: within "
+        "each tree only.")
+    tasks_per_step: int = Field(4, ge=1, description="Fresh tasks rolled out for each batch.")
     steps: int = Field(10, ge=1, description="Upper bound on RL steps.")
     token_budget: int | None = Field(
         None, ge=1, description="Stop once this many tokens were generated (for comparisons).")
-    temperature: float = Field(1.0, ge=0.0)
+    temperature: float = Field(1.0, ge=0.0, description="Sampling temperature of rollouts; "
+                               "0 is greedy, which leaves a group's episodes nothing to vary.")
     max_new_tokens: int = Field(64, ge=1, description="Per turn.")
     epochs: int = Field(1, ge=1, description="Optimizer steps per batch.")
-    max_tokens: int | None = Field(None, ge=1, description="Packed sequence budget; see packing.")
-    loss: LossConfig = Field(default_factory=LossConfig)
-    optim: OptimConfig = Field(default_factory=lambda: OptimConfig(lr=1e-4))
-    warm_start: WarmStart = Field(default_factory=WarmStart)
+    max_tokens: int | None = Field(
+        None, ge=1, description="Most tokens in one packed sequence; a batch over it is split "
+        "into several whose gradients add up. null: one sequence per distinct prompt.")
+    loss: LossConfig = Field(default_factory=LossConfig,
+                             description="The clipped policy-gradient loss.")
+    optim: OptimConfig = Field(default_factory=lambda: OptimConfig(lr=1e-4),
+                               description="AdamW for the RL steps.")
+    warm_start: WarmStart = Field(default_factory=WarmStart,
+                                  description="Supervised steps before RL (Maze only).")
     init_weights: Path | None = Field(
         None, description="Start from these weights (safetensors), e.g. a shared warm start.")
     ray: RayConfig | None = Field(
-        None, description="Roll out on Ray workers (docs/scaling.md); None runs in-process.")
+        None, description="Roll out on Ray workers (docs/scaling.md); null runs in-process.")
     weight_sync: Literal["sync", "one-step-off"] = Field(
         "sync", description="sync: batch s+1 is rolled out with the weights of update s. "
         "one-step-off: it is rolled out with the weights before update s, while the learner "
         "runs update s (needs ray)."
     )
-    seed: int = 0
-    out: Path = Path("runs/train")
-    checkpoint_every: int = Field(1, ge=1)
+    seed: int = Field(0, description="Seeds the weights' init, sampling and which tasks "
+                      "each batch gets (docs/training.md: the seed split).")
+    out: Path = Field(Path("runs/train"), description="Run folder: metrics.jsonl, "
+                      "trees.jsonl, checkpoints/ and the trained policy/.")
+    checkpoint_every: int = Field(1, ge=1, description="Write a checkpoint every this many "
+                                  "steps (and after the last).")
     lora: LoraConfig | None = Field(
-        None, description="Train LoRA adapters (needs peft); None trains every weight.")
+        None, description="Train LoRA adapters (needs peft); null trains every weight.")
+    stop_after_flat_steps: int | None = Field(
+        3, ge=1, description="Stop with an error after this many steps in a row in which "
+        "every group's reward was flat (all advantages 0, nothing learned); null never stops.")
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
@@ -139,5 +169,7 @@ def load_config(path: str | Path, **overrides: Any) -> TrainConfig:
         lines = [f"{path}: invalid training config:"]
         for e in exc.errors():
             where = ".".join(str(p) for p in e["loc"]) or "config"
-            lines.append(f"  {where}: {e['msg']}")
+            problem = unknown_key(TrainConfig, e["loc"]) if e["type"] == "extra_forbidden" \
+                else e["msg"]
+            lines.append(f"  {where}: {problem}")
         raise ConfigError("\n".join(lines)) from None

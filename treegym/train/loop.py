@@ -15,7 +15,8 @@ both modes. See checkpoint.py for why the next batch is part of the checkpoint.
 from __future__ import annotations
 
 import copy
-import json
+import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,17 +24,21 @@ from typing import Any
 
 import torch
 
-from ..errors import ConfigError
+from ..errors import ConfigError, FlatRewardError
 from ..learn import ESTIMATORS, Learner, OptimConfig
-from ..learn.advantages import Advantages, node_advantages
+from ..learn.advantages import Advantages, flat_groups, node_advantages
 from ..records import Tree, write_jsonl
 from .actor import Actor, make_actor
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .collector import Collector, make_collector
 from .config import TrainConfig
 from .demos import maze_demonstrations
+from .metrics import MetricsLog, StepMetrics
 
 Log = Callable[[dict[str, Any]], None]
+logger = logging.getLogger(__name__)
+# Warm-start demonstrations reset from here, far above any batch's seeds (collector.py).
+WARM_START_SEED = 10**8
 
 
 def mean_reward(trees: list[Tree]) -> float:
@@ -51,7 +56,7 @@ def _initial_weights(config: TrainConfig, actor: Actor, log: Log) -> None:
     sft = Learner(actor.model, optim=OptimConfig(lr=ws.lr), max_tokens=config.max_tokens)
     for step in range(ws.steps):
         demos = maze_demonstrations(config.env, actor.tokenizer, ws.episodes,
-                                    seed=10**8 + step * ws.episodes, optimal=ws.optimal,
+                                    seed=WARM_START_SEED + step * ws.episodes, optimal=ws.optimal,
                                     env_kwargs=config.env_kwargs)
         log({"phase": "warm_start", "step": step, **sft.sft_step(demos)})
 
@@ -69,31 +74,6 @@ def warm_start_weights(config: TrainConfig, path: Path, log: Log | None = None) 
     finally:
         actor.close()
     return path
-
-
-class MetricsLog:
-    """metrics.jsonl in the run folder (+ TensorBoard when installed); resume-safe."""
-
-    def __init__(self, out: Path, resume_step: int | None) -> None:
-        self.path = out / "metrics.jsonl"
-        lines = self.path.read_text().splitlines() if resume_step and self.path.exists() else []
-        kept = [ln for ln in lines if json.loads(ln).get("step", -1) < (resume_step or 0)]
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text("".join(ln + "\n" for ln in kept))
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(str(out / "tensorboard"))
-        except ImportError:
-            self.tb = None
-
-    def write(self, record: dict[str, Any]) -> None:
-        with self.path.open("a") as fh:
-            fh.write(json.dumps(record) + "\n")
-        if self.tb is not None:
-            for key, value in record.items():
-                if isinstance(value, (int, float)) and key != "step":
-                    self.tb.add_scalar(key, value, record["step"])
 
 
 class TreesLog:
@@ -160,42 +140,78 @@ def _run(config: TrainConfig, actor: Actor, resume: bool, log: Log) -> list[dict
     return history
 
 
+def _timed(fn: Callable[[int], tuple[list[Tree], int]], step: int
+           ) -> tuple[tuple[list[Tree], int], float]:
+    """`fn(step)` and its wall time, measured where it runs (a thread, in one-step-off)."""
+    started = time.perf_counter()
+    result = fn(step)
+    return result, time.perf_counter() - started
+
+
 def _steps(config: TrainConfig, learner: Learner, collector: Collector, state: dict[str, int],
            batch: list[Tree], resume: bool, log: Log) -> list[dict]:
-    """Steps `state["step"]` up to `config.steps` (or the token budget)."""
+    """Steps `state["step"]` up to `config.steps`, the token budget, or the
+    `stop_after_flat_steps`-th step in a row that had nothing to learn from."""
     metrics_log = MetricsLog(config.out, state["step"] if resume else None)
     # Checkpoints from before trees.jsonl existed have no size: start the file afresh.
     trees_log = TreesLog(config.out, state.get("trees_bytes", 0) if resume else 0)
     estimator = ESTIMATORS[config.advantage]
     ahead = ThreadPoolExecutor(1) if config.weight_sync == "one-step-off" else None
     history = []
+    flat_steps = 0  # steps in a row whose every advantage group was flat
     try:
         for step in range(state["step"], config.steps):
             if config.token_budget and state["generated"] - state["batch_generated"] >= \
                     config.token_budget:
                 break
+            started = time.perf_counter()
             advantages = estimator(batch)
-            next_batch = ahead.submit(collector.collect, step + 1) if ahead else None
+            flat, groups = flat_groups(batch, advantages, config.advantage)
+            flat_steps = flat_steps + 1 if flat == groups else 0
+            if flat_steps:
+                logger.warning(
+                    "step %d: %d of %d advantage groups (100%%) have zero reward variance: "
+                    "every episode in a group got the same reward, so every advantage is 0 and "
+                    "this update has no learning signal (flat steps in a row: %d)",
+                    step, flat, groups, flat_steps)
+            next_batch = ahead.submit(_timed, collector.collect, step + 1) if ahead else None
             for _ in range(config.epochs):
                 metrics = learner.step(batch, advantages)
+            learn_seconds = time.perf_counter() - started
             trees_log.write(batch, advantages)
-            record = {"step": step, "reward": mean_reward(batch),
-                      "generated": state["generated"], "leaves": sum(len(t.kept) for t in batch),
-                      "policy_version": batch[0].policy_version, **metrics}
-            metrics_log.write(record)
-            history.append(record)
-            log(record)
             if next_batch is not None:
-                batch, generated = next_batch.result()
+                (new_batch, generated), rollout_seconds = next_batch.result()
                 collector.sync(version=step + 1)
             else:
                 collector.sync(version=step + 1)
-                batch, generated = collector.collect(step + 1)
+                (new_batch, generated), rollout_seconds = _timed(collector.collect, step + 1)
+            record = StepMetrics(
+                step=step, reward=mean_reward(batch), generated=state["generated"],
+                leaves=sum(len(t.kept) for t in batch), policy_version=batch[0].policy_version,
+                zero_variance_groups=flat / groups if groups else 0.0, **metrics,
+                learn_seconds=learn_seconds, rollout_seconds=rollout_seconds,
+                step_seconds=time.perf_counter() - started,
+            ).model_dump(exclude_none=True)
+            metrics_log.write(record)
+            history.append(record)
+            log(record)
+            batch = new_batch
             state = {"step": step + 1, "generated": state["generated"] + generated,
                      "batch_generated": generated, "trees_bytes": trees_log.size}
             if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
                 save_checkpoint(config.out / "checkpoints", step + 1, learner.model,
                                 learner.optimizer, state, batch)
+            if config.stop_after_flat_steps and flat_steps >= config.stop_after_flat_steps:
+                raise FlatRewardError(
+                    f"the reward never varied over {flat_steps} steps in a row (steps "
+                    f"{step + 1 - flat_steps}-{step}, mean reward {record['reward']:.3g}): "
+                    "every group's episodes got the same reward, so every advantage was 0 "
+                    "and nothing was learned. Make it vary: more samples per group "
+                    "(rollout.n, or rollout.m and k), a denser reward (e.g. env_kwargs "
+                    "{shaped: true} on Maze), a warm start (warm_start.steps or "
+                    "init_weights) or a higher temperature; or set stop_after_flat_steps: "
+                    f"null to go on regardless. Metrics and checkpoints so far are in "
+                    f"{config.out}")
     finally:
         if ahead is not None:
             ahead.shutdown(wait=False, cancel_futures=True)
