@@ -88,7 +88,7 @@ BAD_INPUTS = [
     (["eval", "treegym/Nope-v0"], 1, "Run `treegym envs`"),
     (["play", "treegym/Nope-v0"], 1, "unknown env id 'treegym/Nope-v0'"),
     (["train", "{in}/missing.yaml"], 1, "cannot read config {in}/missing.yaml"),
-    (["train", "{in}/unknown-key.yaml"], 1, "bogus_key: Extra inputs are not permitted"),
+    (["train", "{in}/unknown-key.yaml"], 1, "bogus_key: unknown key 'bogus_key'; no valid key is close to it; top-level keys: env, "),
     (["train", "{in}/bad.yaml"], 1, "invalid training config: env: Field required; steps: "),
     (["view", "{in}/missing.jsonl"], 1, "cannot read records from {in}/missing.jsonl"),
     (["export", "{in}/missing.jsonl"], 1, "cannot read records from {in}/missing.jsonl"),

@@ -42,3 +42,25 @@ def test_registering_a_reasoning_gym_dataset_runs() -> None:
     finally:
         scope["env"].close()
         del gymnasium.registry[scope["env_id"]]
+
+
+def test_sandboxed_task_runs() -> None:
+    """The second example: files from `setup`, a code tool, a reward read from the world,
+    and a fork whose writes its parent never sees, over several seeds."""
+    import gymnasium
+
+    scope: dict[str, object] = {}
+    try:
+        exec(compile(_block("PythonSandboxEnv"), str(README), "exec"), scope)  # noqa: S102
+        assert scope["rewards"] == {0: (1.0, 0.0), 1: (1.0, 0.0), 2: (1.0, 0.0)}
+        texts = set()
+        env = scope["make"]("mylab/WordCount-v0")
+        try:
+            for seed in (0, 1, 2):
+                env.reset(seed=seed)
+                texts.add(env.box.read_file("notes.txt"))
+        finally:
+            env.close()
+        assert len(texts) > 1, "every seed placed the same file"
+    finally:
+        gymnasium.registry.pop("mylab/WordCount-v0", None)

@@ -27,7 +27,7 @@ PROBLEM_FILE = "problem.py"
 INSTRUCTIONS = (
     "Complete the Python function below so that it does what its docstring says. The "
     f"sandbox holds it as {PROBLEM_FILE}; try your code with the python and run tools. "
-    "Finish with <answer>...</answer> holding the whole function, signature and body."
+    "Finish with the whole function, signature and body, between <answer> and </answer>."
 )
 
 

@@ -18,7 +18,7 @@ from treegym.sandbox_env import PythonSandboxEnv, SandboxConfig
 from . import source
 
 HOW_TO_ANSWER = ("You may run Python with the python tool. "
-                 "Give your final answer as <answer>...</answer>.")
+                 "Give your final answer between <answer> and </answer>.")
 _SEEDS = 2**31  # reasoning-gym seeds item i with `seed + i`; keep the sum an ordinary int
 
 

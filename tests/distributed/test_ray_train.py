@@ -30,6 +30,7 @@ def small(tmp_path: Path, name: str, **over: object) -> TrainConfig:
         "env": "treegym/Maze-v0", "env_kwargs": {"size": 2, "max_turns": 2},
         "policy": "tiny", "tasks_per_step": 2, "rollout": {"mode": "chain", "n": 2},
         "max_new_tokens": 8, "steps": 2, "optim": {"lr": 1e-2}, "out": tmp_path / name,
+        "stop_after_flat_steps": None,  # the random tiny model never reaches the goal
         **over,
     })
 
@@ -83,7 +84,7 @@ def test_cli_train_on_ray_survives_ctrl_c_and_resumes(tmp_path: Path) -> None:
         path.write_text(
             "env: treegym/Maze-v0\nenv_kwargs: {size: 2, max_turns: 2}\npolicy: tiny\n"
             "tasks_per_step: 2\nrollout: {mode: chain, n: 2}\nmax_new_tokens: 8\n"
-            f"steps: {steps}\nweight_sync: one-step-off\nout: {run}\n"
+            f"steps: {steps}\nweight_sync: one-step-off\nout: {run}\nstop_after_flat_steps: null\n"
         )
         return path
 

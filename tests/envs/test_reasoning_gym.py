@@ -37,7 +37,7 @@ def test_each_default_dataset_asks_and_scores_by_its_own_rules(dataset: str) -> 
         task = info["task"]
         entry = task.metadata["entry"]
         assert obs.startswith(entry["question"].rstrip()) and obs.endswith(
-            "Give your final answer as <answer>...</answer>.")
+            "Give your final answer between <answer> and </answer>.")
         assert task.answer == entry["answer"] and task.metadata["dataset"] == dataset
         child = env.fork()
         try:
