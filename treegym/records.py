@@ -95,6 +95,12 @@ class Episode(Record):
         return bool(self.turns) and (self.turns[-1].terminated or self.turns[-1].truncated)
 
 
+UNSAMPLED_BRANCHES = frozenset({"human", "scripted"})
+"""`Node.branch` values of turns no policy sampled: typed in `play`, or replayed from a
+script. Their log-probs are placeholders, so a policy-gradient learner keeps them as
+context only."""
+
+
 class Node(Record):
     """One agent turn of a rollout tree, with everything needed to train on it.
 
@@ -106,7 +112,9 @@ class Node(Record):
     id: int
     parent: int | None
     depth: int = Field(ge=1)
-    branch: str = Field(description="How the node came to be: 'chain' or 'r{round}x{i}'.")
+    branch: str = Field(description="How the node came to be: 'chain' or 'r{round}x{i}' "
+                        "from the rollout engine; 'human', 'model' or 'auto' from play; "
+                        "'scripted' for a demonstration.")
     action_ids: list[int]
     action_logprobs: list[float]
     entropies: list[float] = Field(default_factory=list)
@@ -122,6 +130,11 @@ class Node(Record):
     error: str | None = Field(default=None, description="Why the branch failed, if it did.")
     gen_seconds: float = 0.0
     tool_seconds: float = 0.0
+
+    @property
+    def sampled(self) -> bool:
+        """Whether a policy sampled this action, so its log-probs are behaviour log-probs."""
+        return self.branch not in UNSAMPLED_BRANCHES
 
     @property
     def is_leaf(self) -> bool:
@@ -199,7 +212,7 @@ class Tree(Record):
         logprobs = [0.0] * len(ids)
         for node in self.path(leaf):
             ids += node.action_ids + node.obs_ids
-            mask += [True] * len(node.action_ids) + [False] * len(node.obs_ids)
+            mask += [node.sampled] * len(node.action_ids) + [False] * len(node.obs_ids)
             logprobs += node.action_logprobs + [0.0] * len(node.obs_ids)
         return Trajectory(leaf=leaf, ids=ids, action_mask=mask, logprobs=logprobs,
                           reward=self.reward(leaf), reason=self.path(leaf)[-1].reason)

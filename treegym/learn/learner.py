@@ -61,8 +61,12 @@ class Learner:
             weight_decay=self.optim.weight_decay,
         )
 
-    def sequences(self, trees: Sequence[Tree]) -> list[PackedSequence]:
-        return pack(trees, self.max_tokens) if self.packed else rows(trees)
+    def sequences(self, trees: Sequence[Tree], sampled_only: bool = True) -> list[PackedSequence]:
+        """The batch as sequences; unsampled turns are context only unless `sampled_only`
+        is False (see packing.py)."""
+        if self.packed:
+            return pack(trees, self.max_tokens, sampled_only)
+        return rows(trees, sampled_only)
 
     def backward(self, trees: Sequence[Tree], advantages: Advantages) -> dict[str, float]:
         """Accumulate the batch loss's gradient into `.grad`; return the batch's metrics."""
@@ -96,12 +100,13 @@ class Learner:
         """One supervised step: maximise the log-likelihood of the kept leaves' actions.
 
         For warm starts on demonstrations; token-mean over all rows, packed like `step`.
+        Scripted and typed turns are what it learns from, so they are trained here.
         """
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        scales = leaf_scales(trees, "token-mean")
+        scales = leaf_scales(trees, "token-mean", sampled_only=False)
         nll = 0.0
-        for seq in self.sequences(trees):
+        for seq in self.sequences(trees, sampled_only=False):
             logp, _ = score(self.model, seq)
             scale = torch.tensor([scales[leaf] for leaf in seq.leaves], device=logp.device)
             loss = -((seq.below.to(logp.device, torch.float32) @ scale) * logp).sum()

@@ -43,10 +43,14 @@ class LossConfig(BaseModel):
         "same. seq-mean: every kept leaf weighs the same, its tokens sharing its weight.")
 
 
-def leaf_scales(trees: Sequence[Tree], aggregation: str) -> dict[LeafRef, float]:
-    """s_i for every kept leaf: the weight one of its tokens has in the batch loss."""
+def leaf_scales(
+    trees: Sequence[Tree], aggregation: str, sampled_only: bool = True,
+) -> dict[LeafRef, float]:
+    """s_i for every kept leaf: the weight one of its trained tokens has in the batch loss.
+    Only sampled turns' tokens count, unless `sampled_only` is False (supervised steps)."""
     lengths = {
-        (i, leaf): sum(len(n.action_ids) for n in tree.path(leaf))
+        (i, leaf): sum(len(n.action_ids) for n in tree.path(leaf)
+                       if n.sampled or not sampled_only)
         for i, tree in enumerate(trees)
         for leaf in tree.kept
     }

@@ -23,6 +23,11 @@ Weights. A shared token stands for every kept leaf below it. `below[t, j]` recor
 trained token t lies on leaf j's path; the loss turns per-leaf advantages into per-token
 weights with it, which gives the same total gradient as one row per leaf.
 
+Unsampled turns. A turn no policy sampled (`Node.sampled` is False: typed in `play`, or
+scripted) has placeholder log-probs, so a PPO ratio against them means nothing. Its ids
+stay in the sequence as context, and it contributes no targets; only a supervised step
+(`sampled_only=False`) trains on its actions.
+
 Splitting. A trie longer than `max_tokens` is split by leaves: kept leaves are taken in
 depth-first order and cut into consecutive runs whose union of paths fits; each run is
 its own sequence and repeats the ancestors it needs (at least the prompt). A leaf's
@@ -100,7 +105,7 @@ def _dfs_leaves(trees: Sequence[Tree], group: list[int]) -> list[LeafRef]:
     return ordered
 
 
-def _build(trees: Sequence[Tree], leaves: list[LeafRef]) -> PackedSequence:
+def _build(trees: Sequence[Tree], leaves: list[LeafRef], sampled_only: bool) -> PackedSequence:
     """One sequence holding the union of `leaves`' paths under their common prompt."""
     nodes = {(i, n.id): n for i in {i for i, _ in leaves} for n in trees[i].nodes}
     children: dict[NodeKey | None, list[NodeKey]] = {}
@@ -129,7 +134,8 @@ def _build(trees: Sequence[Tree], leaves: list[LeafRef]) -> PackedSequence:
         ids.extend(node.action_ids + node.obs_ids)
         positions.extend(range(depth, depth + _tokens(node)))
         tout.extend([0] * _tokens(node))  # the subtree's end is known after the children
-        actions = zip(node.action_ids, node.action_logprobs, strict=True)
+        trained = node.sampled or not sampled_only
+        actions = zip(node.action_ids, node.action_logprobs, strict=True) if trained else ()
         for offset, (token, logprob) in enumerate(actions):
             pred.append(start + offset - 1 if offset else parent_last)
             targets.append(token)
@@ -170,12 +176,15 @@ def _union_length(trees: Sequence[Tree], leaves: list[LeafRef]) -> int:
     return len(trees[leaves[0][0]].prompt_ids) + sum(sizes.values())
 
 
-def rows(trees: Sequence[Tree]) -> list[PackedSequence]:
+def rows(trees: Sequence[Tree], sampled_only: bool = True) -> list[PackedSequence]:
     """One sequence per kept leaf: the unpacked layout that packing must match."""
-    return [_build(trees, [(i, leaf)]) for i, tree in enumerate(trees) for leaf in tree.kept]
+    return [_build(trees, [(i, leaf)], sampled_only)
+            for i, tree in enumerate(trees) for leaf in tree.kept]
 
 
-def pack(trees: Sequence[Tree], max_tokens: int | None = None) -> list[PackedSequence]:
+def pack(
+    trees: Sequence[Tree], max_tokens: int | None = None, sampled_only: bool = True,
+) -> list[PackedSequence]:
     """Pack the kept leaves of `trees` into as few sequences as the prompts and budget allow.
 
     Trees with identical `prompt_ids` share one root; see the module docstring for the
@@ -190,8 +199,8 @@ def pack(trees: Sequence[Tree], max_tokens: int | None = None) -> list[PackedSeq
         run: list[LeafRef] = []
         for leaf in _dfs_leaves(trees, group):
             if run and max_tokens and _union_length(trees, [*run, leaf]) > max_tokens:
-                sequences.append(_build(trees, run))
+                sequences.append(_build(trees, run, sampled_only))
                 run = []
             run.append(leaf)
-        sequences.append(_build(trees, run))
+        sequences.append(_build(trees, run, sampled_only))
     return sequences

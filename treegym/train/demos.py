@@ -53,7 +53,7 @@ def maze_demonstrations(
             obs, reward, terminated, truncated, _ = env.step(text)
             node = Node(
                 id=len(nodes), parent=nodes[-1].id if nodes else None, depth=len(nodes) + 1,
-                branch="chain", action_ids=ids, action_logprobs=[0.0] * len(ids),
+                branch="scripted", action_ids=ids, action_logprobs=[0.0] * len(ids),
                 action=text, observation=obs, reward=reward,
                 terminated=terminated, truncated=truncated,
             )
