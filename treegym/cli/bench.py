@@ -92,3 +92,37 @@ def bench_rollout(
                                      **shape)
         report = measure(env, progress=progress, **shape) | ray_report
     print_report(report, "chain vs tree rollout", as_json)
+
+
+@bench_app.command("signal")
+def bench_signal(
+    env: str = typer.Option("treegym/RG-chain_sum-v0", "--env", help="Env id to roll out."),
+    policy: str = typer.Option("tiny", help="Policy SPEC; an hf policy (gradients need "
+                               "its torch model)."),
+    tasks: int = typer.Option(4, min=1),
+    repeats: int = typer.Option(3, min=2, help="R: batches per mode, one seed each."),
+    chains: int = typer.Option(4, min=1, help="Chains per task in a chain batch."),
+    m: int = typer.Option(2, min=1), n: int = typer.Option(2, min=1),
+    rounds: int = typer.Option(1, "--l", min=0),
+    reference_factor: int = typer.Option(8, min=1, help="The reference batch has this many "
+                                         "times --chains chains per task."),
+    max_tokens: int = typer.Option(48, min=1, help="Tokens per turn."),
+    max_turns: int = typer.Option(2, min=1, help="Turns per episode (the env's max_turns)."),
+    temperature: float = typer.Option(1.0, min=0.0),
+    seed: int = typer.Option(0),
+    env_opt: list[str] = typer.Option([], help="Env option KEY=VALUE (repeatable); "
+                                      "max_turns here wins over --max-turns."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Gradient signal per generated token: chain (GRPO) vs tree (Tree-GRPO) batches at a
+    fixed policy, against a large reference batch."""
+    from ..learn.signal import bench_signal as measure
+    from ..registry import spec as env_spec
+
+    env_spec(env)
+    with progress_bar() as progress:
+        report = measure(env, spec=policy, tasks=tasks, repeats=repeats, chains=chains, m=m,
+                         n=n, l=rounds, reference_factor=reference_factor,
+                         max_tokens=max_tokens, max_turns=max_turns, temperature=temperature,
+                         seed=seed, env_kwargs=parse_options(env_opt), progress=progress)
+    print_report(report.figures(), "chain vs tree gradient signal", as_json)
