@@ -6,7 +6,10 @@ gradient is measured here with the policy held fixed, so no training noise enter
 
 1. Roll out R chain batches (n chains per task, `grpo` advantages) and R tree batches
    (m trees of 1 + n·l leaves, all kept, `tree_grpo` advantages) on the same tasks,
-   batch r sampling with seed `seed + r`.
+   batch r sampling with seed `seed + r`. The tasks are fixed by `seed` (collect's reset
+   seeds), and so is the stream a tree draws its expansion points from: only the sampled
+   tokens differ between batches, so with few turns the trees' shapes may repeat and the
+   tree figures leave out that part of the across-seed spread.
 2. One reference batch: chains, `reference_factor` times as many per task, seed
    `seed + R`, on the same tasks: the best available estimate of the true gradient.
 3. For every batch, g = the gradient of the batch loss that `Learner.backward` applies in
