@@ -81,25 +81,31 @@ def test_eval_json_on_maze_with_tiny(tmp_path: Path) -> None:
     assert result["mean_tokens"] == sum(len(n.action_ids) for t in trees for n in t.nodes) / 4
 
 
-def test_eval_table_and_progress_bar_on_maze_with_tiny() -> None:
-    """Without --json: the progress bar runs and the table shows the figures of the JSON
-    line. FORCE_COLOR makes rich draw for a terminal, as a person would see it."""
+def test_eval_table_and_progress_bar_on_maze_with_tiny(tmp_path: Path) -> None:
+    """Without --json: the progress bar runs on stderr, and stdout holds the table alone,
+    with the figures of the saved episodes. FORCE_COLOR makes rich draw for a terminal,
+    as a person would see it."""
     pytest.importorskip("transformers", reason="the tiny policy needs the torch extra")
     assert TREEGYM, "the treegym console script is not installed next to this python"
+    out = tmp_path / "traces.jsonl"
     env = {**os.environ, "FORCE_COLOR": "1", "COLUMNS": "120", "PYTHONIOENCODING": "utf-8"}
     done = subprocess.run([TREEGYM, "eval", "treegym/Maze-v0", "--policy", "tiny", "--episodes",
-                           "1", "--k", "2", "--max-tokens", "8", "--env-opt", "max_turns=2"],
+                           "1", "--k", "2", "--max-tokens", "8", "--env-opt", "max_turns=2",
+                           "--out", str(out)],
                           capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", done.stdout)
-    result = json.loads(screen.strip().splitlines()[-1])
-    assert re.search(r"episodes .* 100% ", screen), "the progress bar ran to its end"
-    low, high = result["reward_ci95"]
-    rows = [rf"mean reward +│ {result['mean_reward']:.3f}  \(95% CI {low:.3f} – {high:.3f}\)",
-            rf"pass@2 +│ {result['pass_at_k']:.3f}  \(pass: return >= 1\)"]
-    assert result["failure_reasons"], "the random tiny policy fails every episode"
+    bars = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", done.stderr)
+    assert re.search(r"episodes .* 2/2 ", bars), "the progress bar ran to its end"
+    assert re.search(r"generated tokens .* \d+", bars)
+    assert "{" not in screen, "JSON goes to stdout only with --json"
+    result = report(list(read_jsonl(out, Tree)), env_id="treegym/Maze-v0", policy="tiny", k=2)
+    low, high = result.reward_ci95
+    rows = [rf"mean reward +│ {result.mean_reward:.3f}  \(95% CI {low:.3f} – {high:.3f}\)",
+            rf"pass@2 +│ {result.pass_at_k:.3f}  \(pass: return >= 1\)"]
+    assert result.failure_reasons, "the random tiny policy fails every episode"
     rows += [rf"failed: {re.escape(why)} +│ {count} "
-             for why, count in result["failure_reasons"].items()]
+             for why, count in result.failure_reasons.items()]
     for row in rows:
         assert re.search(rf"│ {row}", screen), (row, screen)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from .parsing import parse_action
 from .policy import Policy, SamplingParams
+from .progress import Progress, silent
 from .records import Tree
 from .rollout import ChainSampler, collect
 
@@ -145,12 +146,20 @@ def evaluate(
     threshold: float = 1.0,
     out: str | Path | None = None,
     policy_name: str | None = None,
-    on_episode: Callable[[Tree], None] | None = None,
+    progress: Progress = silent,
 ) -> EvalReport:
-    """Play `k` independent episodes of each of `tasks` tasks and score them."""
+    """Play `k` independent episodes of each of `tasks` tasks and score them.
+
+    `progress` hears of episodes done and tokens generated; an episode is a one-leaf
+    tree, so the rollout's separate leaf count would only repeat the episodes."""
+
+    def episodes(done: int, total: int | None, what: str) -> None:
+        if what != "leaves":
+            progress(done, total, "episodes" if what == "trees" else what)
+
     result = collect(
         env_id, policy, ChainSampler(n=k), tasks, seed=seed, params=params,
-        env_kwargs=env_kwargs, out=out, policy_name=policy_name, on_tree=on_episode,
+        env_kwargs=env_kwargs, out=out, policy_name=policy_name, progress=episodes,
     )
     return report(
         result.trees, env_id=env_id, policy=policy_name or policy.backend, k=k,

@@ -2,6 +2,8 @@
 
 Benches and other long jobs take one of these rather than drawing bars themselves, so
 the library stays free of terminal code and the CLI decides where a bar goes (stderr).
+`total` is None for an open-ended count, such as tokens generated so far, whose rate is
+what a reader wants to see.
 """
 
 from __future__ import annotations
@@ -9,10 +11,10 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 
-Progress = Callable[[int, int, str], None]
+Progress = Callable[[int, int | None, str], None]
 
 
-def silent(done: int, total: int, what: str) -> None:
+def silent(done: int, total: int | None, what: str) -> None:
     """The default: report nothing."""
 
 

@@ -49,21 +49,47 @@ def parse_options(pairs: list[str]) -> dict[str, object]:
 
 @contextmanager
 def progress_bar() -> Iterator[Progress]:
-    """A `Progress` callback that draws on stderr, one bar per kind of step (`what`)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
-    from rich.progress import Progress as Bars
+    """A `Progress` callback that draws on stderr, one bar per kind of step (`what`).
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())
+    An open-ended count (total None, e.g. tokens generated) shows its rate beside it,
+    which is what tells a user that a long batch is still moving. Where stderr is no
+    terminal, rich draws nothing live and writes the bars' final state once at the end,
+    unless the work failed or was interrupted.
+    """
+    from rich.console import RenderableType
+    from rich.progress import BarColumn, ProgressColumn, Task, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress as Bars
+    from rich.text import Text
+
+    class Bar(BarColumn):
+        """No bar for an open-ended count: it has no end to fill up to."""
+
+        def render(self, task: Task) -> RenderableType:
+            return Text("") if task.total is None else super().render(task)
+
+    class Count(ProgressColumn):
+        """done/total for a bounded count; the count and its rate for an open-ended one."""
+
+        def render(self, task: Task) -> Text:
+            if task.total is not None:
+                return Text(f"{int(task.completed)}/{int(task.total)}")
+            rate = "" if task.speed is None else f" ({task.speed:,.0f}/s)"
+            return Text(f"{int(task.completed):,}{rate}")
+
+    columns = (TextColumn("{task.description}"), Bar(), Count(), TimeElapsedColumn())
     with Bars(*columns, console=progress_console) as bars:
         ids: dict[str, TaskID] = {}
 
-        def report(done: int, total: int, what: str) -> None:
+        def report(done: int, total: int | None, what: str) -> None:
             if what not in ids:
                 ids[what] = bars.add_task(what, total=total)
             bars.update(ids[what], completed=done, total=total)
 
-        yield report
+        try:
+            yield report
+        except BaseException:
+            bars.live.transient = True  # a failed run ends on its one error line, no bars
+            raise
 
 
 def print_report(report: dict[str, object], title: str, as_json: bool) -> None:

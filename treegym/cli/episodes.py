@@ -88,51 +88,62 @@ def rollout(
     env_opt: list[str] = typer.Option([], help="Env option KEY=VALUE (repeatable)."),
     out: Path = typer.Option(Path("runs/rollout.jsonl"), help="Trees are streamed here."),
     resume: bool = typer.Option(False, help="Carry on where OUT ends."),
+    max_live_trees: int = typer.Option(
+        None, min=1, help="Trees in flight at most, so the first ones finish and reach OUT "
+        "early (default: no bound; all trees share each batch and finish near the end)."),
     ray: str = typer.Option(None, "--ray", metavar="ADDRESS",
                             help="Roll out on Ray workers: local (start Ray here), auto, "
                             "or HOST:PORT. SPEC may list openai: endpoints, comma-separated."),
     workers: int = typer.Option(2, min=1, help="Ray rollout workers (with --ray)."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Collect tree (or chain) rollouts, streaming each finished tree to JSONL."""
-    from rich.progress import Progress
+    """Collect tree (or chain) rollouts, streaming each finished tree to JSONL.
 
+    Progress (trees, leaves, tokens/s) is drawn on stderr; stdout gets the accounting
+    table, or with --json one JSON object."""
     from ..policy import SamplingParams, make_policy
+    from ..progress import counter
     from ..registry import spec as env_spec
     from ..rollout import ChainSampler, TreeSampler, collect
+    from .base import progress_bar
 
     env_spec(env_id)
     if mode not in ("tree", "chain"):
         raise typer.BadParameter(f"--mode must be tree or chain, not {mode!r}")
+    if ray is not None and max_live_trees is not None:
+        raise typer.BadParameter("--max-live-trees bounds trees in this process; Ray workers "
+                                 "already roll out one task per call and stream each back, "
+                                 "so drop it with --ray")
     sampler = (TreeSampler(m=m, n=n, l=rounds, k=k, branch=branch) if mode == "tree"
                else ChainSampler(n=n))
-    total = tasks * sampler.trees_per_task
     model = None if ray is not None else make_policy(policy)  # Ray workers build their own
+    options = dict(
+        seed=seed, out=out, resume=resume,
+        params=SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=seed),
+        env_kwargs=parse_options(env_opt), policy_name=policy,
+    )
     try:
-        with Progress(console=console, transient=True, disable=as_json) as bar:
-            job = bar.add_task(f"{mode} rollouts", total=total)
-            options = dict(
-                seed=seed, out=out, resume=resume,
-                params=SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=seed),
-                env_kwargs=parse_options(env_opt), policy_name=policy,
-                on_tree=lambda _: bar.advance(job),
-            )
+        with progress_bar() as progress:
             if model is None:
                 from ..distributed import RayConfig, ray_collect
 
-                result = ray_collect(env_id, policy, sampler, tasks,
-                                     ray=RayConfig(address=ray, workers=workers), **options)
+                result = ray_collect(
+                    env_id, policy, sampler, tasks, ray=RayConfig(address=ray, workers=workers),
+                    on_tree=counter(progress, tasks * sampler.trees_per_task, "trees"),
+                    **options)
             else:
-                result = collect(env_id, model, sampler, tasks, **options)
+                result = collect(env_id, model, sampler, tasks, max_live_trees=max_live_trees,
+                                 progress=progress, **options)
     finally:
         if model is not None:
             model.close()
-    if not as_json:
-        table = Table("figure", f"{mode} run", "chain-equivalent", title=f"{env_id} → {out}")
-        for row in result.stats.rows():
-            table.add_row(*row)
-        console.print(table)
-    print(result.stats.model_dump_json())
+    if as_json:
+        print(result.stats.model_dump_json())
+        return
+    table = Table("figure", f"{mode} run", "chain-equivalent", title=f"{env_id} → {out}")
+    for row in result.stats.rows():
+        table.add_row(*row)
+    console.print(table)
 
 
 @app.command()
@@ -196,33 +207,35 @@ def eval_(
     out: Path = typer.Option(None, help="Save the episodes here as tree records."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Score a policy: mean reward with a 95% interval, pass@k, turns, tokens, failures."""
-    from rich.progress import Progress
+    """Score a policy: mean reward with a 95% interval, pass@k, turns, tokens, failures.
 
+    Progress is drawn on stderr; stdout gets the figures as a table, or with --json one
+    JSON object."""
     from ..evaluate import evaluate
     from ..policy import SamplingParams, make_policy
     from ..registry import spec as env_spec
+    from .base import progress_bar
 
     env_spec(env_id)
     model = make_policy(policy)
     try:
-        with Progress(console=console, transient=True, disable=as_json) as bar:
-            job = bar.add_task("episodes", total=episodes * k)
+        with progress_bar() as progress:
             result = evaluate(
                 env_id, model, tasks=episodes, k=k, seed=seed, threshold=threshold,
                 params=SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=seed),
                 env_kwargs=parse_options(env_opt), out=out, policy_name=policy,
-                on_episode=lambda _: bar.advance(job),
+                progress=progress,
             )
     finally:
         model.close()
-    if not as_json:
-        table = Table("figure", "value", title=f"{env_id} · {policy}"
-                      + (f" → {out}" if out is not None else ""))
-        for row in result.rows():
-            table.add_row(*row)
-        console.print(table)
-    print(result.model_dump_json())
+    if as_json:
+        print(result.model_dump_json())
+        return
+    table = Table("figure", "value", title=f"{env_id} · {policy}"
+                  + (f" → {out}" if out is not None else ""))
+    for row in result.rows():
+        table.add_row(*row)
+    console.print(table)
 
 
 @app.command()

@@ -90,7 +90,9 @@ def _step(env: AgentEnv, text: str) -> _Stepped:
 
 
 class Engine:
-    """Drives branches to their leaves; `on_tree_done` gets each finished tree."""
+    """Drives branches to their leaves; `on_tree_done` gets each finished tree, and
+    `on_step` is called after every step of the loop, so a caller can report progress
+    (`leaves`, the policy's ledger) while no tree has finished yet."""
 
     def __init__(
         self,
@@ -100,6 +102,7 @@ class Engine:
         workers: int = 4,
         on_tree_done: Callable[[TreeRun], None],
         next_trees: Callable[[], list[Branch]],
+        on_step: Callable[[], None] | None = None,
     ) -> None:
         self.policy = policy
         self.chat = ChatRenderer(policy.tokenizer)
@@ -107,13 +110,20 @@ class Engine:
         self.workers = workers
         self.on_tree_done = on_tree_done
         self.next_trees = next_trees
+        self.on_step = on_step
         self.gen_seconds = 0.0
+        self.leaves = 0
         self._branches: dict[int, Branch] = {}
         self._runs: dict[int, TreeRun] = {}
 
     @property
     def live_branches(self) -> int:
         return len(self._branches)
+
+    @property
+    def live_trees(self) -> int:
+        """Trees started and not yet finished, whether or not a branch of theirs is live."""
+        return len(self._runs)
 
     # -- starting trees ----------------------------------------------------------------
 
@@ -145,6 +155,8 @@ class Engine:
                     branch, gen, seconds = pending.pop(future)
                     ready += self._advance(branch, gen, seconds, future)
                 ready += self.next_trees()
+                if self.on_step is not None:
+                    self.on_step()
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
 
@@ -195,6 +207,7 @@ class Engine:
         if not node.is_leaf:
             return [Branch(run, branch.env, branch.ctx, node.id, branch.depth + 1, branch.origin)]
         self._drop(branch)
+        self.leaves += 1
         run.active -= 1
         return self._grow(run) if run.active == 0 else []
 

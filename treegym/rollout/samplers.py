@@ -43,6 +43,10 @@ class ChainSampler(BaseModel):
         return self.n
 
     @property
+    def leaves_per_tree(self) -> int:
+        return 1
+
+    @property
     def leaves_per_task(self) -> int:
         return self.n
 

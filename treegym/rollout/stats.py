@@ -57,5 +57,11 @@ class RolloutStats(BaseModel):
             ("tool seconds", f"{self.tool_seconds:.2f}", ""),
             ("generation seconds", f"{self.gen_seconds:.2f}", ""),
             ("wall seconds", f"{self.wall_seconds:.2f}", ""),
+            ("generated tokens / s", f"{_rate(self.generated_tokens, self.wall_seconds)} wall, "
+             f"{_rate(self.generated_tokens, self.gen_seconds)} generating", ""),
             ("mean reward (kept)", f"{self.mean_reward:.3f}", ""),
         ]
+
+
+def _rate(count: int, seconds: float) -> str:
+    return f"{count / seconds:.1f}" if seconds > 0 else "-"
