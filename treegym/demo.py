@@ -7,11 +7,11 @@ other. Later pipelines (policies, tree rollouts, training) grow from this.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from pydantic import BaseModel
 
+from .parsing import answer_text, tool_call_text
 from .records import Episode, write_jsonl
 from .registry import make
 
@@ -27,10 +27,6 @@ class DemoResult(BaseModel):
     out: str
 
 
-def _call(name: str, **arguments: str) -> str:
-    return f"<tool_call>{json.dumps({'name': name, 'arguments': arguments})}</tool_call>"
-
-
 def run_demo(out: Path, *, env_id: str = "treegym/Maze-v0", seed: int = 0, size: int = 5
              ) -> tuple[DemoResult, list[Episode]]:
     """Walk half the shortest path, fork, then let one branch solve and one give up."""
@@ -39,16 +35,16 @@ def run_demo(out: Path, *, env_id: str = "treegym/Maze-v0", seed: int = 0, size:
         env.reset(seed=seed)
         path = env.maze.path(env.position)
         branch_turn = len(path) // 2
-        env.step(_call("look"))
+        env.step(tool_call_text("look", {}))
         for direction in path[:branch_turn]:
-            env.step(_call("move", direction=direction))
+            env.step(tool_call_text("move", {"direction": direction}))
         wanderer = env.fork()
         try:
             for direction in path[branch_turn:]:
-                env.step(_call("move", direction=direction))
+                env.step(tool_call_text("move", {"direction": direction}))
             back = {"north": "south", "south": "north", "east": "west", "west": "east"}
-            wanderer.step(_call("move", direction=back[path[branch_turn - 1]]))
-            wanderer.step("<answer>I give up</answer>")
+            wanderer.step(tool_call_text("move", {"direction": back[path[branch_turn - 1]]}))
+            wanderer.step(answer_text("I give up"))
             episodes = [env.episode(), wanderer.episode()]
         finally:
             wanderer.close()

@@ -117,6 +117,23 @@ class AgentEnv(gym.Env[str, str]):
         """Whether the world itself ended the episode (the goal is reached, say)."""
         return False
 
+    def demonstration(self, rng: np.random.Generator, optimal: float = 1.0) -> list[str]:
+        """Actions that play the task just reset, for a supervised warm start.
+
+        Each action follows the task's solution with probability `optimal` and is
+        otherwise a well-formed wrong step, so a warm start can teach the action format
+        while leaving the solving to RL. Override it to make an env warm-startable;
+        `has_demonstration` tells envs that did apart from those that did not.
+        """
+        raise ConfigError(
+            f"{type(self).__name__} defines no demonstration(), so it can't be warm-started: "
+            "override AgentEnv.demonstration, start from init_weights, or drop warm_start"
+        )
+
+    @classmethod
+    def has_demonstration(cls) -> bool:
+        return cls.demonstration is not AgentEnv.demonstration
+
     def render_text(self) -> str:
         """The ANSI rendering. The default is the last observation."""
         if self.history:

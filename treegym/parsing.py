@@ -35,6 +35,17 @@ _CODE_BLOCK = re.compile(r"```(?:python|py)[ \t]*\n(.*?)```", re.DOTALL)
 MAX_JSON_DEPTH = 100
 
 
+def tool_call_text(name: str, arguments: dict[str, Any]) -> str:
+    """One call written the way chat templates teach models to write it, so scripted and
+    typed actions read like sampled ones (and parse back to the same call)."""
+    return f"{_CALL_OPEN}\n{json.dumps({'name': name, 'arguments': arguments})}\n{_CALL_CLOSE}"
+
+
+def answer_text(answer: str) -> str:
+    """A final answer in the form the parser reads."""
+    return f"<answer>{answer}</answer>"
+
+
 class ParsedAction(BaseModel):
     """The calls, answer and problems found in one action, in the order they appeared."""
 

@@ -128,12 +128,19 @@ def make(id: str, **kwargs: Any) -> AgentEnv:
     return env
 
 
+def env_class(id: str) -> type[AgentEnv] | None:
+    """The AgentEnv class `id` is registered with, without building it; None when its
+    entry point makes something else (a function, or a plain Gymnasium env)."""
+    entry_point = spec(id).entry_point
+    creator = load_env_creator(entry_point) if isinstance(entry_point, str) else entry_point
+    return creator if isinstance(creator, type) and issubclass(creator, AgentEnv) else None
+
+
 def env_info(id: str) -> EnvInfo:
     """Describe an env from its class and spec, without building it."""
     env_spec = spec(id)
-    creator = load_env_creator(env_spec.entry_point) if isinstance(
-        env_spec.entry_point, str) else env_spec.entry_point
-    if not (isinstance(creator, type) and issubclass(creator, AgentEnv)):
+    creator = env_class(id)
+    if creator is None:
         return EnvInfo(id=id, description="(not an AgentEnv)", tools=[], needs_sandbox=False,
                        max_turns=env_spec.max_episode_steps)
     doc = (creator.__doc__ or "").strip().splitlines()

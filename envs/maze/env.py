@@ -12,6 +12,7 @@ import numpy as np
 from pydantic import Field
 
 from treegym.env import AgentEnv, EnvConfig
+from treegym.parsing import tool_call_text
 from treegym.records import Task
 from treegym.tools import tool
 
@@ -98,3 +99,16 @@ class MazeEnv(AgentEnv):
 
     def render_text(self) -> str:
         return self.maze.draw(self.position)
+
+    def demonstration(self, rng: np.random.Generator, optimal: float = 1.0) -> list[str]:
+        """Moves to the goal or out of turns: shortest-path moves with probability
+        `optimal`, otherwise a random open direction (never into a wall)."""
+        position, moves = self.position, []
+        while position != self.maze.goal and self.turn + len(moves) < self.config.max_turns:
+            if rng.random() < optimal:
+                direction = self.maze.path(position)[0]
+            else:
+                direction = str(rng.choice(self.maze.open_from(position)))
+            moves.append(tool_call_text("move", {"direction": direction}))
+            position = self.maze.neighbour(position, direction)
+        return moves

@@ -11,10 +11,11 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
+from treegym.demonstrations import answer_demonstration
 from treegym.records import Task
 from treegym.sandbox_env import PythonSandboxEnv, SandboxConfig
 
-from .tasks import GENERATORS, make_task, normalise
+from .tasks import GENERATORS, PRODUCTS, make_task, normalise
 
 Kind = Literal["arithmetic", "series", "revenue", "top_product"]
 
@@ -41,3 +42,6 @@ class PyCalcEnv(PythonSandboxEnv):
 
     def score(self, answer: str) -> float:
         return 1.0 if normalise(answer) == normalise(str(self.task.answer)) else 0.0
+
+    def demonstration(self, rng: np.random.Generator, optimal: float = 1.0) -> list[str]:
+        return answer_demonstration(str(self.task.answer), rng, optimal, choices=PRODUCTS)

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
+from treegym.demonstrations import answer_demonstration
 from treegym.records import Task
 from treegym.sandbox_env import PythonSandboxEnv, SandboxConfig
 
@@ -58,6 +59,9 @@ class ReasoningGymEnv(PythonSandboxEnv):
 
     def score(self, answer: str) -> float:
         return score_task(self.task, answer)
+
+    def demonstration(self, rng: np.random.Generator, optimal: float = 1.0) -> list[str]:
+        return answer_demonstration(str(self.task.answer), rng, optimal)
 
 
 def score_task(task: Task, answer: str) -> float:

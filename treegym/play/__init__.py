@@ -6,7 +6,7 @@ session operations and text; `tui.play` is the terminal loop around them.
 
 from .commands import Controller, Outcome
 from .session import PlayError, PlaySession, Point, Proposal
-from .shortforms import InputError, to_action, tool_call
+from .shortforms import InputError, to_action
 
 __all__ = [
     "Controller",
@@ -17,5 +17,4 @@ __all__ = [
     "Point",
     "Proposal",
     "to_action",
-    "tool_call",
 ]

@@ -12,15 +12,11 @@ import shlex
 from typing import Any
 
 from ..errors import TreegymError
+from ..parsing import answer_text, tool_call_text
 
 
 class InputError(TreegymError, ValueError):
     """Input that is neither an action nor a command; the message says what would work."""
-
-
-def tool_call(name: str, arguments: dict[str, Any]) -> str:
-    """One call in the Hermes form models are taught."""
-    return f"<tool_call>{json.dumps({'name': name, 'arguments': arguments})}</tool_call>"
 
 
 def _parameters(schema: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -91,7 +87,7 @@ def to_action(text: str, schemas: list[dict[str, Any]]) -> str:
             raise InputError(f"not valid JSON ({exc.msg} at char {exc.pos})") from None
         if not isinstance(call, dict) or "name" not in call:
             raise InputError('a JSON call needs "name" (and "arguments")')
-        return tool_call(call["name"], call.get("arguments", {}))
+        return tool_call_text(call["name"], call.get("arguments", {}))
     head, colon, body = text.partition(":")
     if colon and head.strip() in by_name:  # `python: print(1)`: the rest is verbatim
         name = head.strip()
@@ -99,14 +95,14 @@ def to_action(text: str, schemas: list[dict[str, Any]]) -> str:
         target = list(props) if len(props) == 1 else required
         if len(target) != 1:
             raise InputError(f"'{name}:' works for one-parameter tools; write {name} key=value")
-        return tool_call(name, {target[0]: _value(body.strip(), props[target[0]])})
+        return tool_call_text(name, {target[0]: _value(body.strip(), props[target[0]])})
     word, _, rest = text.partition(" ")
     if word.endswith("()"):
         word = word[:-2]
     if word.lower() == "answer":
-        return f"<answer>{rest.strip()}</answer>"
+        return answer_text(rest.strip())
     if word in by_name:
-        return tool_call(word, _arguments(word, rest, by_name[word]))
+        return tool_call_text(word, _arguments(word, rest, by_name[word]))
     raise InputError(
         f"unknown tool '{word}'; tools: {', '.join(by_name) or '(none)'}. "
         "Or: answer TEXT, a <tool_call>, or /help"

@@ -1,29 +1,39 @@
-"""Demonstrations for a supervised warm start on Maze: scripted episodes as chain trees.
+"""Demonstrations for a supervised warm start: an env's scripted episodes as chain trees.
 
-A random-init model writes no tool calls, so RL from scratch never sees a reward. A few
-supervised steps on scripted episodes teach the Hermes call format; with `optimal < 1`
-most moves are random open directions, so the warm start teaches the format without
-solving the task, and the reward still has room to rise under RL.
+A random-init model writes no tool calls, and a small instruct model rarely writes the
+answer tags, so RL from scratch never sees a reward. A few supervised steps on episodes
+that an env scripts itself (`AgentEnv.demonstration`) teach the action format; with
+`optimal < 1` most scripted steps are wrong ones, so the warm start teaches the format
+without solving the task, and the reward still has room to rise under RL.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
 
+from ..env import AgentEnv
+from ..errors import ConfigError
 from ..policy import ChatRenderer
 from ..records import Node, Tree
-from ..registry import make
+from ..registry import env_class, list_envs, make
 
 
-def move_call(direction: str) -> str:
-    call = json.dumps({"name": "move", "arguments": {"direction": direction}})
-    return f"<tool_call>\n{call}\n</tool_call>"
+def require_demonstrations(env_id: str) -> None:
+    """Fail before any model loads when `env_id` can't script its episodes."""
+    cls = env_class(env_id)
+    if cls is not None and cls.has_demonstration():
+        return
+    able = [i for i in list_envs() if (c := env_class(i)) is not None and c.has_demonstration()]
+    raise ConfigError(
+        f"warm_start needs demonstrations, and {env_id} has none (its env class defines no "
+        f"demonstration()). Envs that have them: {', '.join(able) or '(none)'}. Otherwise "
+        "start from init_weights, or set warm_start.steps: 0"
+    )
 
 
-def maze_demonstrations(
+def demonstrations(
     env_id: str,
     tokenizer: Any,
     episodes: int,
@@ -32,38 +42,47 @@ def maze_demonstrations(
     optimal: float = 0.0,
     env_kwargs: dict[str, Any] | None = None,
 ) -> list[Tree]:
-    """`episodes` scripted Maze episodes (reset seeds `seed + i`), each a one-leaf tree."""
+    """`episodes` scripted episodes (reset seeds `seed + i`), each a one-leaf tree whose
+    turns are marked `scripted`, so RL never takes them for sampled ones."""
     chat = ChatRenderer(tokenizer)
     env_kwargs = dict(env_kwargs or {})
     rng = np.random.default_rng(seed)
     trees = []
     for i in range(episodes):
         env = make(env_id, **env_kwargs)
-        obs, info = env.reset(seed=seed + i)
-        maze = env.unwrapped
-        prompt_ids = chat.prompt_ids([{"role": "user", "content": obs}], info["tools"])
-        nodes: list[Node] = []
-        while not (nodes and nodes[-1].is_leaf):
-            if rng.random() < optimal:
-                direction = maze.maze.path(maze.position)[0]
-            else:
-                direction = str(rng.choice(maze.maze.open_from(maze.position)))
-            text = move_call(direction)
-            ids = chat.encode(text) + [tokenizer.eos_token_id]
-            obs, reward, terminated, truncated, _ = env.step(text)
-            node = Node(
-                id=len(nodes), parent=nodes[-1].id if nodes else None, depth=len(nodes) + 1,
-                branch="scripted", action_ids=ids, action_logprobs=[0.0] * len(ids),
-                action=text, observation=obs, reward=reward,
-                terminated=terminated, truncated=truncated,
-            )
-            if not node.is_leaf:
-                node.obs_ids = chat.turn_ids(ids, [obs])
-            nodes.append(node)
-        env.close()
-        trees.append(Tree(
-            env_id=env_id, env_kwargs=env_kwargs, task=info["task"], task_index=i,
-            tree_index=0, seed=seed + i, mode="chain", policy="demonstration",
-            tools=info["tools"], prompt_ids=prompt_ids, nodes=nodes, kept=[nodes[-1].id],
-        ))
+        try:
+            trees.append(_scripted_tree(env, chat, rng, optimal, env_id=env_id,
+                                        env_kwargs=env_kwargs, seed=seed + i, index=i))
+        finally:
+            env.close()
     return trees
+
+
+def _scripted_tree(env: AgentEnv, chat: ChatRenderer, rng: np.random.Generator,
+                   optimal: float, *, env_id: str, env_kwargs: dict[str, Any], seed: int,
+                   index: int) -> Tree:
+    obs, info = env.reset(seed=seed)
+    prompt_ids = chat.prompt_ids([{"role": "user", "content": obs}], info["tools"])
+    actions = env.demonstration(rng, optimal)
+    if not actions:
+        raise ConfigError(f"{env_id}: demonstration() gave no actions for seed {seed}")
+    nodes: list[Node] = []
+    for turn, text in enumerate(actions, 1):
+        ids = chat.encode(text) + [chat.tokenizer.eos_token_id]
+        obs, reward, terminated, truncated, _ = env.step(text)
+        node = Node(
+            id=len(nodes), parent=nodes[-1].id if nodes else None, depth=len(nodes) + 1,
+            branch="scripted", action_ids=ids, action_logprobs=[0.0] * len(ids),
+            action=text, observation=obs, reward=reward,
+            terminated=terminated, truncated=truncated,
+        )
+        nodes.append(node)
+        if node.is_leaf:
+            break
+        if turn < len(actions):
+            node.obs_ids = chat.turn_ids(ids, [obs])
+    return Tree(
+        env_id=env_id, env_kwargs=env_kwargs, task=info["task"], task_index=index,
+        tree_index=0, seed=seed, mode="chain", policy="demonstration",
+        tools=info["tools"], prompt_ids=prompt_ids, nodes=nodes, kept=[nodes[-1].id],
+    )

@@ -32,7 +32,7 @@ from .actor import Actor, make_actor
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .collector import Collector, make_collector
 from .config import TrainConfig
-from .demos import maze_demonstrations
+from .demos import demonstrations, require_demonstrations
 from .metrics import MetricsLog, StepMetrics
 
 Log = Callable[[dict[str, Any]], None]
@@ -55,9 +55,9 @@ def _initial_weights(config: TrainConfig, actor: Actor, log: Log) -> None:
         return
     sft = Learner(actor.model, optim=OptimConfig(lr=ws.lr), max_tokens=config.max_tokens)
     for step in range(ws.steps):
-        demos = maze_demonstrations(config.env, actor.tokenizer, ws.episodes,
-                                    seed=WARM_START_SEED + step * ws.episodes, optimal=ws.optimal,
-                                    env_kwargs=config.env_kwargs)
+        demos = demonstrations(config.env, actor.tokenizer, ws.episodes,
+                               seed=WARM_START_SEED + step * ws.episodes, optimal=ws.optimal,
+                               env_kwargs=config.env_kwargs)
         log({"phase": "warm_start", "step": step, **sft.sft_step(demos)})
 
 
@@ -65,6 +65,8 @@ def warm_start_weights(config: TrainConfig, path: Path, log: Log | None = None) 
     """Run `config`'s warm start alone and save the weights to `path`, so several runs
     (e.g. chain and tree in a comparison) can start from the very same policy. Trained
     LoRA adapters are merged in; each run then starts fresh ones on top."""
+    if config.warm_start.steps:
+        require_demonstrations(config.env)
     torch.manual_seed(config.seed)
     actor = make_actor(config.policy, config.lora)
     try:
@@ -102,6 +104,8 @@ class TreesLog:
 
 def train(config: TrainConfig, *, resume: bool = False, log: Log | None = None) -> list[dict]:
     """Run (or resume) the loop; return the per-step metrics of this invocation."""
+    if config.warm_start.steps and not resume:
+        require_demonstrations(config.env)
     torch.manual_seed(config.seed)
     actor = make_actor(config.policy, config.lora)
     try:
