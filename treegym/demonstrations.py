@@ -7,9 +7,9 @@ about the right size) while being wrong.
 
 from __future__ import annotations
 
-import numpy as np
-
 from collections.abc import Sequence
+
+import numpy as np
 
 from .parsing import answer_text
 

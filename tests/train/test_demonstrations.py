@@ -77,3 +77,20 @@ def test_near_miss_keeps_non_integers() -> None:
     assert near_miss("banana", rng) == "banana"
     assert near_miss("fig", rng, ["fig", "kiwi"]) == "kiwi"
     assert {int(near_miss("10", rng)) for _ in range(50)} <= {7, 8, 9, 11, 12, 13}
+
+
+def test_arithmetic_demonstrations_work_it_out_with_python(tokenizer) -> None:
+    pytest.importorskip("reasoning_gym")
+    trees = demonstrations("treegym/RG-chain_sum-v0", tokenizer, 6, seed=2, optimal=0.5,
+                           env_kwargs={"max_turns": 2})
+    for tree in trees:
+        first, last = tree.nodes[0], tree.nodes[-1]
+        if tree.reward(last.id) == 1.0:
+            assert len(tree.nodes) == 2 and first.calls[0].name == "python"
+            assert first.observation.strip().splitlines()[0] == str(tree.task.answer)
+        else:
+            assert len(tree.nodes) == 1, "a near miss answers at once"
+    assert {len(tree.nodes) for tree in trees} == {1, 2}
+    one_turn = demonstrations("treegym/RG-chain_sum-v0", tokenizer, 3, seed=2, optimal=1.0,
+                              env_kwargs={"max_turns": 1})
+    assert all(len(tree.nodes) == 1 and tree.reward(0) == 1.0 for tree in one_turn)

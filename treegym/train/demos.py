@@ -69,12 +69,12 @@ def _scripted_tree(env: AgentEnv, chat: ChatRenderer, rng: np.random.Generator,
     nodes: list[Node] = []
     for turn, text in enumerate(actions, 1):
         ids = chat.encode(text) + [chat.tokenizer.eos_token_id]
-        obs, reward, terminated, truncated, _ = env.step(text)
+        obs, reward, terminated, truncated, turn_info = env.step(text)
         node = Node(
             id=len(nodes), parent=nodes[-1].id if nodes else None, depth=len(nodes) + 1,
             branch="scripted", action_ids=ids, action_logprobs=[0.0] * len(ids),
-            action=text, observation=obs, reward=reward,
-            terminated=terminated, truncated=truncated,
+            action=text, observation=obs, calls=turn_info["calls"], results=turn_info["results"],
+            reward=reward, terminated=terminated, truncated=truncated,
         )
         nodes.append(node)
         if node.is_leaf:
