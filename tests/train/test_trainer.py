@@ -12,7 +12,7 @@ from treegym.learn import ESTIMATORS  # noqa: E402
 from treegym.learn.advantages import node_advantages  # noqa: E402
 from treegym.policy import make_policy  # noqa: E402
 from treegym.records import Tree, read_jsonl  # noqa: E402
-from treegym.train import ConfigError, TrainConfig, compare, load_config, train  # noqa: E402
+from treegym.train import ConfigError, TrainConfig, load_config, train  # noqa: E402
 from treegym.train import loop as train_loop  # noqa: E402
 
 
@@ -108,15 +108,3 @@ def test_trees_log_has_the_trained_advantages(tmp_path, monkeypatch):
     shared = [n for tree in trees[0] for n in tree.nodes
               if not n.is_leaf and sum(n in tree.path(leaf) for leaf in tree.kept) > 1]
     assert shared, "an inner node on several kept paths gets their sum"
-
-
-def test_compare_shares_one_warm_start_and_plots(tmp_path):
-    pytest.importorskip("matplotlib")
-    config = small(tmp_path, steps=3, token_budget=20,
-                   warm_start={"steps": 1, "episodes": 1})
-    records = []
-    histories = compare(config, log=records.append)
-    assert set(histories) == {"chain", "tree"} and all(histories.values())
-    assert sum(r.get("phase") == "warm_start" for r in records) == 1
-    assert (config.out / "warm_start.safetensors").exists()
-    assert (config.out / "reward_vs_tokens.png").stat().st_size > 0

@@ -1,55 +1,117 @@
-"""Chain (GRPO) against tree (Tree-GRPO) training at the same generated-token budget.
+"""Chain (GRPO) against tree (Tree-GRPO) training at the same generated-token budget,
+across seeds.
 
-Both runs start from the same weights (one warm start, run once and saved), see tasks
-from the same seeds, and stop once they have generated `token_budget` tokens; the plot puts mean
-kept-leaf reward against tokens generated so far, the cost that matters on one machine.
+Every run starts from the same weights (one warm start, run once and saved; or
+`init_weights`), and each stops once it has generated `token_budget` tokens, the cost
+that matters on one machine. Each mode trains with seeds seed, seed + 1, ..., because
+one run per mode can't tell a difference between the modes from the spread between
+seeds. Each trained policy then plays held-out tasks. compare_report.py turns the runs
+into the table (compare.json, compare.md) and the plot (reward_vs_tokens.png).
+
+Layout of OUT: warm_start.safetensors, MODE/seed-S/ (a train() run folder plus
+eval.json and eval.jsonl), reward_vs_tokens.png, compare.json, compare.md.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+import time
 
-from .config import ChainConfig, TrainConfig, TreeConfig, WarmStart
+from ..errors import ConfigError
+from ..evaluate import EvalReport
+from .collector import SEEDS_PER_BATCH
+from .compare_report import CompareReport, RunResult, markdown, plot, summarise
+from .config import ChainConfig, CompareConfig, TrainConfig, TreeConfig, WarmStart
 from .loop import Log, train, warm_start_weights
 
 MODES = {
     "chain": (ChainConfig(n=4), "grpo"),
     "tree": (TreeConfig(m=2, n=2, l=1, k=3), "tree_grpo"),
 }
+EVAL_SEED = 0
+"""Held-out tasks reset with seeds EVAL_SEED to EVAL_SEED + eval_episodes - 1, so from 0.
+
+No training run of a comparison ever resets with one of them. Batch s of a run with seed
+r resets with r·SEEDS_PER_RUN + (s + 1)·SEEDS_PER_BATCH + i, i >= 0 (collector.py), which
+is at least SEEDS_PER_BATCH = 10000 whenever r >= 0, whatever the step count; warm-start
+demonstrations reset from WARM_START_SEED = 10**8 upwards (loop.py). So seeds below
+SEEDS_PER_BATCH are never trained on, provided every training seed is >= 0 and at most
+SEEDS_PER_BATCH tasks are evaluated; `settings` checks both. It is also where `treegym
+eval` starts by default, so `treegym eval ENV --policy hf:OUT/MODE/seed-S/policy
+--episodes N --k K` with the run's --max-tokens and --temperature replays the evaluation.
+"""
 
 
-def compare(config: TrainConfig, log: Log | None = None) -> dict[str, list[dict[str, Any]]]:
-    """Train once per mode under `config.out/MODE`; plot to `config.out/reward_vs_tokens.png`."""
+def settings(config: TrainConfig) -> CompareConfig:
+    """`config.compare` (its defaults when null), once checked that a comparison can run:
+    raises ConfigError before any model loads."""
+    compare = config.compare or CompareConfig()
+    if config.token_budget is None:
+        raise ConfigError("--compare needs token_budget: the modes are compared at the same "
+                          "number of generated tokens; set token_budget in the config")
+    if compare.eval_episodes and config.seed < 0:
+        raise ConfigError(f"compare.eval_episodes needs seed >= 0 (not {config.seed}): only "
+                          "then are the held-out tasks' seeds ones no training batch uses")
+    if compare.eval_episodes > SEEDS_PER_BATCH:
+        raise ConfigError(f"compare.eval_episodes is at most {SEEDS_PER_BATCH}: above it the "
+                          "held-out tasks would reset with seeds that training batches use")
+    return compare
+
+
+def compare(config: TrainConfig, log: Log | None = None) -> CompareReport:
+    """Train every mode with `compare.seeds` seeds under `config.out/MODE/seed-S`, evaluate
+    each on held-out tasks, and write the plot and the table to `config.out`."""
+    setup = settings(config)
     if config.warm_start.steps:
         path = warm_start_weights(config, config.out / "warm_start.safetensors", log)
         config = config.model_copy(update={"init_weights": path, "warm_start": WarmStart()})
-    histories = {}
-    for mode, (rollout, advantage) in MODES.items():
-        run = config.model_copy(update={"rollout": rollout, "advantage": advantage,
-                                        "out": config.out / mode})
-        histories[mode] = train(run, log=(lambda r, m=mode: log({"mode": m, **r})) if log else None)
-    plot(histories, config.out / "reward_vs_tokens.png")
-    return histories
+    runs: dict[str, list[RunResult]] = {mode: [] for mode in MODES}
+    for seed in range(config.seed, config.seed + setup.seeds):
+        for mode in MODES:  # seeds outermost: a stopped comparison has whole pairs
+            runs[mode].append(_run(config, mode, seed, setup, log))
+    assert config.token_budget is not None  # settings() checked it
+    report = summarise(runs, env=config.env, token_budget=config.token_budget,
+                       eval_episodes=setup.eval_episodes, eval_k=setup.eval_k)
+    plot(runs, config.out / "reward_vs_tokens.png")
+    (config.out / "compare.json").write_text(report.model_dump_json(indent=2) + "\n")
+    (config.out / "compare.md").write_text(markdown(report))
+    return report
 
 
-def plot(histories: dict[str, list[dict[str, Any]]], path: Path) -> Path:
-    """Reward against generated tokens, one line per mode (needs matplotlib)."""
-    import matplotlib
+def _run(config: TrainConfig, mode: str, seed: int, setup: CompareConfig,
+         log: Log | None) -> RunResult:
+    """One mode's training run with `seed`, then its held-out evaluation."""
+    rollout, advantage = MODES[mode]
+    run = config.model_copy(update={"rollout": rollout, "advantage": advantage, "seed": seed,
+                                    "out": config.out / mode / f"seed-{seed}"})
+    tagged = (lambda record: log({"mode": mode, "seed": seed, **record})) if log else None
+    started = time.perf_counter()
+    history = train(run, log=tagged)
+    wall_seconds = time.perf_counter() - started
+    evaluation = held_out_eval(run, setup) if setup.eval_episodes else None
+    if evaluation is not None and tagged is not None:
+        tagged({"phase": "eval", "mean_reward": evaluation.mean_reward,
+                f"pass_at_{evaluation.k}": evaluation.pass_at_k})
+    return RunResult(mode=mode, seed=seed, out=run.out, wall_seconds=wall_seconds,
+                     history=history, evaluation=evaluation)  # history: StepMetrics dumps
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for mode, history in histories.items():
-        ax.plot([r["generated"] for r in history], [r["reward"] for r in history],
-                marker="o", label=mode)
-    ax.set_xlabel("generated tokens")
-    ax.set_ylabel("mean reward of kept leaves")
-    ax.set_title("chain (GRPO) vs tree (Tree-GRPO) at equal token budget")
-    ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+def held_out_eval(run: TrainConfig, setup: CompareConfig) -> EvalReport:
+    """Play `setup.eval_episodes` held-out tasks (EVAL_SEED says why they are) with the
+    policy `run` trained, loaded as `treegym eval --policy hf:RUN/policy` loads it; the
+    report goes to RUN/eval.json and the episodes to RUN/eval.jsonl."""
+    from ..evaluate import evaluate
+    from ..policy import SamplingParams, make_policy
+
+    spec = f"hf:{run.out / 'policy'}"
+    temperature = run.temperature if setup.eval_temperature is None else setup.eval_temperature
+    policy = make_policy(spec)
+    try:
+        report = evaluate(
+            run.env, policy, tasks=setup.eval_episodes, k=setup.eval_k, seed=EVAL_SEED,
+            params=SamplingParams(max_tokens=run.max_new_tokens, temperature=temperature,
+                                  seed=EVAL_SEED),
+            env_kwargs=run.env_kwargs, out=run.out / "eval.jsonl", policy_name=spec)
+    finally:
+        policy.close()
+    (run.out / "eval.json").write_text(report.model_dump_json(indent=2) + "\n")
+    return report

@@ -80,6 +80,25 @@ class LoraConfig(Strict):
     )
 
 
+class CompareConfig(Strict):
+    """`treegym train --compare`: seeds per mode, and the held-out evaluation of each
+    trained policy. One seed says nothing about the spread between runs, so a difference
+    between chain and tree is only worth reading against the spread across seeds."""
+
+    seeds: int = Field(1, ge=1, description="Training runs per mode, with seeds seed, "
+                       "seed + 1, ...; all start from the same weights (one shared warm "
+                       "start) and stop at the same token_budget.")
+    eval_episodes: int = Field(
+        0, ge=0, description="Held-out tasks each trained policy plays after its run, with "
+        "reset seeds 0 to N - 1, which no training batch or warm start uses (the seed "
+        "split; it needs seed >= 0 and N <= 10000); 0 skips the evaluation.")
+    eval_k: int = Field(1, ge=1, description="Episodes per held-out task; pass@k is over "
+                        "these.")
+    eval_temperature: float | None = Field(
+        None, ge=0.0, description="Sampling temperature of the held-out evaluation; null: "
+        "the training temperature.")
+
+
 class TrainConfig(Strict):
     """One training run; every key is documented in docs/training.md."""
 
@@ -130,6 +149,9 @@ class TrainConfig(Strict):
                                   "steps (and after the last).")
     lora: LoraConfig | None = Field(
         None, description="Train LoRA adapters (needs peft); null trains every weight.")
+    compare: CompareConfig | None = Field(
+        None, description="Settings of `treegym train --compare` (seeds, held-out eval); "
+        "null: one seed per mode and no held-out eval.")
     stop_after_flat_steps: int | None = Field(
         3, ge=1, description="Stop with an error after this many steps in a row in which "
         "every group's reward was flat (all advantages 0, nothing learned); null never stops.")
