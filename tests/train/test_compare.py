@@ -82,7 +82,11 @@ def test_seeds_share_one_warm_start_and_evaluate_on_unseen_tasks(tmp_path, monke
             for seed in (0, 1)}
     assert sorted(out.glob("*/seed-*")) == sorted(runs.values())
     assert [r.get("phase") for r in records].count("warm_start") == 1
-    warm = load_file(str(out / "warm_start.safetensors"))
+    warm = load_file(str(out / "warm_start/model.safetensors"))
+    start = json.loads((out / "warm_start/eval.json").read_text())
+    assert start["policy"] == f"hf:{out / 'warm_start'}" and start["tasks"] == 2
+    assert report.start_eval is not None and report.start_eval.mean_reward == start["mean_reward"]
+    assert "| start |" in (out / "compare.md").read_text()
     trained_on: dict[tuple[str, int], set[int]] = {}
     for key, folder in runs.items():
         start = load_file(str(folder / "checkpoints/step-000000/model.safetensors"))

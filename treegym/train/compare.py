@@ -8,13 +8,16 @@ one run per mode can't tell a difference between the modes from the spread betwe
 seeds. Each trained policy then plays held-out tasks. compare_report.py turns the runs
 into the table (compare.json, compare.md) and the plot (reward_vs_tokens.png).
 
-Layout of OUT: warm_start.safetensors, MODE/seed-S/ (a train() run folder plus
-eval.json and eval.jsonl), reward_vs_tokens.png, compare.json, compare.md.
+Layout of OUT: warm_start/ (the shared starting policy, an `hf:` checkpoint, with the
+eval.json and eval.jsonl of its own held-out evaluation: the reward before any RL),
+MODE/seed-S/ (a train() run folder plus eval.json and eval.jsonl), reward_vs_tokens.png,
+compare.json, compare.md.
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from ..errors import ConfigError
 from ..evaluate import EvalReport
@@ -61,16 +64,24 @@ def compare(config: TrainConfig, log: Log | None = None) -> CompareReport:
     """Train every mode with `compare.seeds` seeds under `config.out/MODE/seed-S`, evaluate
     each on held-out tasks, and write the plot and the table to `config.out`."""
     setup = settings(config)
+    start = config.policy if config.init_weights is None else None
     if config.warm_start.steps:
-        path = warm_start_weights(config, config.out / "warm_start.safetensors", log)
+        path = warm_start_weights(config, config.out / "warm_start", log)
         config = config.model_copy(update={"init_weights": path, "warm_start": WarmStart()})
+        start = f"hf:{path.parent}"
+    start_eval = None
+    if setup.eval_episodes and start is not None:  # init_weights alone has no hf: folder
+        start_eval = held_out_eval(config, setup, start, config.out / "warm_start")
+        if log:
+            log({"phase": "eval", "mode": "start", "mean_reward": start_eval.mean_reward})
     runs: dict[str, list[RunResult]] = {mode: [] for mode in MODES}
     for seed in range(config.seed, config.seed + setup.seeds):
         for mode in MODES:  # seeds outermost: a stopped comparison has whole pairs
             runs[mode].append(_run(config, mode, seed, setup, log))
     assert config.token_budget is not None  # settings() checked it
     report = summarise(runs, env=config.env, token_budget=config.token_budget,
-                       eval_episodes=setup.eval_episodes, eval_k=setup.eval_k)
+                       eval_episodes=setup.eval_episodes, eval_k=setup.eval_k,
+                       start_eval=start_eval)
     plot(runs, config.out / "reward_vs_tokens.png")
     (config.out / "compare.json").write_text(report.model_dump_json(indent=2) + "\n")
     (config.out / "compare.md").write_text(markdown(report))
@@ -87,7 +98,8 @@ def _run(config: TrainConfig, mode: str, seed: int, setup: CompareConfig,
     started = time.perf_counter()
     history = train(run, log=tagged)
     wall_seconds = time.perf_counter() - started
-    evaluation = held_out_eval(run, setup) if setup.eval_episodes else None
+    evaluation = (held_out_eval(run, setup, f"hf:{run.out / 'policy'}", run.out)
+                  if setup.eval_episodes else None)
     if evaluation is not None and tagged is not None:
         tagged({"phase": "eval", "mean_reward": evaluation.mean_reward,
                 f"pass_at_{evaluation.k}": evaluation.pass_at_k})
@@ -95,14 +107,14 @@ def _run(config: TrainConfig, mode: str, seed: int, setup: CompareConfig,
                      history=history, evaluation=evaluation)  # history: StepMetrics dumps
 
 
-def held_out_eval(run: TrainConfig, setup: CompareConfig) -> EvalReport:
-    """Play `setup.eval_episodes` held-out tasks (EVAL_SEED says why they are) with the
-    policy `run` trained, loaded as `treegym eval --policy hf:RUN/policy` loads it; the
-    report goes to RUN/eval.json and the episodes to RUN/eval.jsonl."""
+def held_out_eval(run: TrainConfig, setup: CompareConfig, spec: str, folder: Path
+                  ) -> EvalReport:
+    """Play `setup.eval_episodes` held-out tasks (EVAL_SEED says why they are) with policy
+    `spec`, as `treegym eval --policy SPEC` would, under `run`'s env and sampling settings;
+    the report goes to FOLDER/eval.json and the episodes to FOLDER/eval.jsonl."""
     from ..evaluate import evaluate
     from ..policy import SamplingParams, make_policy
 
-    spec = f"hf:{run.out / 'policy'}"
     temperature = run.temperature if setup.eval_temperature is None else setup.eval_temperature
     policy = make_policy(spec)
     try:
@@ -110,8 +122,9 @@ def held_out_eval(run: TrainConfig, setup: CompareConfig) -> EvalReport:
             run.env, policy, tasks=setup.eval_episodes, k=setup.eval_k, seed=EVAL_SEED,
             params=SamplingParams(max_tokens=run.max_new_tokens, temperature=temperature,
                                   seed=EVAL_SEED),
-            env_kwargs=run.env_kwargs, out=run.out / "eval.jsonl", policy_name=spec)
+            env_kwargs=run.env_kwargs, out=folder / "eval.jsonl", policy_name=spec)
     finally:
         policy.close()
-    (run.out / "eval.json").write_text(report.model_dump_json(indent=2) + "\n")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "eval.json").write_text(report.model_dump_json(indent=2) + "\n")
     return report

@@ -100,6 +100,9 @@ class CompareReport(BaseModel):
                                "that the final reward averages over.")
     eval_episodes: int
     eval_k: int
+    start_eval: EvalReport | None = Field(
+        None, description="Held-out evaluation of the shared starting policy (the warm "
+        "start, or the base policy): the reward before any RL, on the same tasks.")
     modes: dict[str, ModeSummary]
 
 
@@ -126,7 +129,8 @@ def _run_summary(run: RunResult, token_budget: int) -> RunSummary:
 
 
 def summarise(runs: dict[str, list[RunResult]], *, env: str, token_budget: int,
-              eval_episodes: int, eval_k: int) -> CompareReport:
+              eval_episodes: int, eval_k: int, start_eval: EvalReport | None = None
+              ) -> CompareReport:
     """The table: `runs` by mode, each run with at least one step."""
     modes = {}
     for mode, results in runs.items():
@@ -145,7 +149,7 @@ def summarise(runs: dict[str, list[RunResult]], *, env: str, token_budget: int,
             eval_pass_at_k=estimate([e.pass_at_k for e in evals]) if evals else None,
             runs=rows)
     return CompareReport(env=env, token_budget=token_budget, eval_episodes=eval_episodes,
-                         eval_k=eval_k, modes=modes)
+                         eval_k=eval_k, start_eval=start_eval, modes=modes)
 
 
 def table(report: CompareReport) -> tuple[list[str], list[list[str]]]:
@@ -159,6 +163,10 @@ def table(report: CompareReport) -> tuple[list[str], list[list[str]]]:
              f"{m.wall_seconds_per_run:.1f}", f"{m.wall_seconds_total:.1f}",
              f"{m.max_logprob_gap:.2g}", str(m.eval_mean_reward or "—"),
              str(m.eval_pass_at_k or "—")] for m in report.modes.values()]
+    if report.start_eval is not None:  # the policy both modes started from, before RL
+        start = report.start_eval
+        rows.insert(0, ["start", "—", *["—"] * 7, f"{start.mean_reward:.3f}",
+                        f"{start.pass_at_k:.3f}"])
     return headers, rows
 
 

@@ -49,14 +49,16 @@ class TreeConfig(Strict):
 
 
 class WarmStart(Strict):
-    """Supervised steps on generated demonstrations before RL (Maze only)."""
+    """Supervised steps on the env's scripted episodes before RL (`AgentEnv.demonstration`:
+    Maze, PyCalc and the reasoning-gym envs have them)."""
 
     steps: int = Field(0, ge=0, description="Supervised steps; 0 skips the warm start.")
     episodes: int = Field(16, ge=1, description="Demonstration episodes per step.")
     optimal: float = Field(
         0.0, ge=0.0, le=1.0,
-        description="Share of moves that follow the shortest path; the rest are random open "
-        "directions, so the warm start teaches the format and leaves the policy to RL.",
+        description="Share of scripted steps that are right (Maze: shortest-path moves, "
+        "else random open directions; answer envs: the right answer, else a near miss), so "
+        "the warm start teaches the format and leaves the solving to RL.",
     )
     lr: float = Field(1e-3, gt=0, description="AdamW learning rate of the warm start only.")
 
@@ -131,7 +133,8 @@ class TrainConfig(Strict):
     optim: OptimConfig = Field(default_factory=lambda: OptimConfig(lr=1e-4),
                                description="AdamW for the RL steps.")
     warm_start: WarmStart = Field(default_factory=WarmStart,
-                                  description="Supervised steps before RL (Maze only).")
+                                  description="Supervised steps on the env's scripted "
+                                  "episodes before RL (envs with a demonstration()).")
     init_weights: Path | None = Field(
         None, description="Start from these weights (safetensors), e.g. a shared warm start.")
     ray: RayConfig | None = Field(

@@ -61,21 +61,22 @@ def _initial_weights(config: TrainConfig, actor: Actor, log: Log) -> None:
         log({"phase": "warm_start", "step": step, **sft.sft_step(demos)})
 
 
-def warm_start_weights(config: TrainConfig, path: Path, log: Log | None = None) -> Path:
-    """Run `config`'s warm start alone and save the weights to `path`, so several runs
-    (e.g. chain and tree in a comparison) can start from the very same policy. Trained
-    LoRA adapters are merged in; each run then starts fresh ones on top."""
+def warm_start_weights(config: TrainConfig, directory: Path, log: Log | None = None) -> Path:
+    """Run `config`'s warm start alone and save the policy as a Hugging Face checkpoint in
+    `directory`, so several runs (e.g. chain and tree in a comparison) can start from the
+    very same weights, and `hf:DIR` can evaluate or benchmark that starting policy. Trained
+    LoRA adapters are merged in; each run then starts fresh ones on top. Returns the
+    weights file, for `init_weights`."""
     if config.warm_start.steps:
         require_demonstrations(config.env)
     torch.manual_seed(config.seed)
     actor = make_actor(config.policy, config.lora)
     try:
         _initial_weights(config, actor, log or (lambda record: None))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        actor.save_full(path)
+        actor.save_pretrained(directory)
     finally:
         actor.close()
-    return path
+    return directory / "model.safetensors"
 
 
 class TreesLog:
