@@ -1,16 +1,22 @@
 """Test helpers: a small tool env that exercises every error path of AgentEnv, and the
-requirement checks (vLLM, SmolLM2) that tests in several folders share."""
+requirement checks (vLLM, SmolLM2) and the user's model cache that tests in several
+folders share."""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import numpy as np
 import pytest
 
 from treegym import AgentEnv, Task, ToolError, tool
+
+# Read at import, before the policy tests' `tiny` fixture points TREEGYM_CACHE elsewhere.
+USER_CACHE = os.environ.get("TREEGYM_CACHE")
 
 
 class CounterEnv(AgentEnv):
@@ -88,3 +94,18 @@ def require_smollm2() -> None:
         gguf_file()
     except PolicyError as exc:
         skip_unless_required("TREEGYM_REQUIRE_SMOLLM2", str(exc))
+
+
+@contextmanager
+def user_cache() -> Iterator[None]:
+    """TREEGYM_CACHE as the user had it, not the `tiny` fixture's private one, so the
+    SmolLM2 conversion (40 s, 540 MB) is done once per machine, not once per session."""
+    private = os.environ.pop("TREEGYM_CACHE", None)
+    if USER_CACHE is not None:
+        os.environ["TREEGYM_CACHE"] = USER_CACHE
+    try:
+        yield
+    finally:
+        os.environ.pop("TREEGYM_CACHE", None)
+        if private is not None:
+            os.environ["TREEGYM_CACHE"] = private

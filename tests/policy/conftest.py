@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from engines import VLLM_OPTIONS, user_cache, vllm_serve
-from helpers import require_smollm2, require_vllm
+from engines import VLLM_OPTIONS, vllm_serve
+from helpers import require_smollm2, require_vllm, user_cache
 from policy_helpers import DEVICE
 
 pytest.importorskip("torch", reason="policy tests need the torch extra: pip install -e '.[torch]'")

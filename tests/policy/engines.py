@@ -1,5 +1,4 @@
-"""Real engines the policy tests start: `vllm serve` on loopback, and the user's model
-cache for the SmolLM2 checkpoint, which is too big to rebuild per test session."""
+"""Real engines the policy tests start: `vllm serve` on loopback."""
 
 from __future__ import annotations
 
@@ -15,7 +14,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-USER_CACHE = os.environ.get("TREEGYM_CACHE")  # read before the `tiny` fixture changes it
 VLLM_OPTIONS = dict(dtype="fp32", block_size=32, enforce_eager=True, max_model_len=2048)
 
 
@@ -63,21 +61,6 @@ def vllm_serve(model: Path, tmp: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-@contextmanager
-def user_cache() -> Iterator[None]:
-    """TREEGYM_CACHE as the user had it, not the `tiny` fixture's private one, so the
-    SmolLM2 conversion (40 s, 540 MB) is done once per machine, not once per session."""
-    private = os.environ.pop("TREEGYM_CACHE", None)
-    if USER_CACHE is not None:
-        os.environ["TREEGYM_CACHE"] = USER_CACHE
-    try:
-        yield
-    finally:
-        os.environ.pop("TREEGYM_CACHE", None)
-        if private is not None:
-            os.environ["TREEGYM_CACHE"] = private
 
 
 def _tail(path: Path, lines: int = 40) -> str:

@@ -10,7 +10,8 @@ import warnings
 from pathlib import Path
 
 import pytest
-from engines import VLLM_OPTIONS, user_cache, vllm_serve
+from engines import VLLM_OPTIONS, vllm_serve
+from helpers import user_cache
 
 import treegym
 from treegym.policy import ChatRenderer, PolicyError, SamplingParams, make_policy

@@ -11,6 +11,7 @@ import statistics
 from pathlib import Path
 
 import pytest
+from train_helpers import task_means
 
 pytest.importorskip("transformers")
 pytest.importorskip("treegym.rollout")
@@ -21,13 +22,6 @@ from treegym.train import load_config, train  # noqa: E402
 CONFIG = Path(__file__).parents[2] / "configs" / "maze-tiny.yaml"
 STEPS = 8
 WINDOW = 3
-
-
-def task_means(batch: list[Tree]) -> list[float]:
-    rewards: dict[int, list[float]] = {}
-    for tree in batch:
-        rewards.setdefault(tree.task_index, []).extend(tree.reward(leaf) for leaf in tree.kept)
-    return [statistics.mean(r) for r in rewards.values()]
 
 
 # A negative result, kept as one: with the packages of requirements.lock (a fresh resolve

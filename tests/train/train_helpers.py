@@ -3,12 +3,14 @@ resume check (train, step back one checkpoint, resume, compare)."""
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file
 
+from treegym.records import Tree
 from treegym.train import TrainConfig, train
 
 RESUMED_THE_SAME = ("reward", "pg_loss", "grad_norm", "generated", "entropy")
@@ -37,3 +39,12 @@ def assert_resume_is_exact(config: TrainConfig) -> dict[str, torch.Tensor]:
     assert weights_after.keys() == again.keys()
     assert all(torch.equal(weights_after[k], again[k]) for k in weights_after)
     return again
+
+
+def task_means(batch: list[Tree]) -> list[float]:
+    """Each task's mean reward over its kept leaves: chains of one task are correlated, so
+    the task, not the episode, is the unit of the learning tests' standard errors."""
+    rewards: dict[int, list[float]] = {}
+    for tree in batch:
+        rewards.setdefault(tree.task_index, []).extend(tree.reward(leaf) for leaf in tree.kept)
+    return [statistics.mean(r) for r in rewards.values()]
