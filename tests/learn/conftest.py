@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from treegym.records import Node, Task, Tree
@@ -35,3 +37,13 @@ def model():
     from treegym.learn.bench import bench_model
 
     return bench_model(device="cpu")
+
+
+@pytest.fixture(autouse=True)
+def linear_from(monkeypatch):
+    """TREEGYM_LINEAR_FROM=0 runs the learner tests on the memory-linear tree attention
+    (learn/tree_attention.py), which the default threshold keeps for long trees only."""
+    if "TREEGYM_LINEAR_FROM" in os.environ:
+        from treegym.learn import forward
+
+        monkeypatch.setattr(forward, "LINEAR_FROM", int(os.environ["TREEGYM_LINEAR_FROM"]))
