@@ -5,13 +5,56 @@ only trees of the right shape. Each tree starts as one chain of `turns` nodes; e
 further leaf branches from a random node of the tree (the prompt included, never a
 leaf) and runs to the same depth, as Tree-GRPO's expansion does. Token ids, behaviour
 log-probs and 0/1 rewards are random but fixed by `seed`.
+
+`TreeShape` names a batch in the paper's terms (m trees per task, l rounds of n
+expansions, k kept leaves) plus token lengths; `SHAPES` holds the ones the learner's
+bench runs by name.
 """
 
 from __future__ import annotations
 
 import random
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from ..records import Node, Task, Tree
+
+
+class TreeShape(BaseModel):
+    """A Tree-GRPO batch shape: every generated leaf is kept, so `leaves` = min(k, 1 + n·l)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    m: int = Field(ge=1, description="Trees per task.")
+    n: int = Field(ge=1, description="Expansions per tree per round.")
+    l: int = Field(ge=0, description="Expansion rounds.")  # noqa: E741 - the paper's name
+    k: int | None = Field(ge=1, description="Leaves kept per tree; None keeps all.")
+    turns: int = Field(ge=1, description="Turns from the prompt to every leaf.")
+    prompt_tokens: int = Field(ge=1)
+    action_tokens: int = Field(ge=1, description="Generated tokens per turn.")
+    obs_tokens: int = Field(ge=0, description="Observation tokens after each non-final turn.")
+
+    @property
+    def leaves(self) -> int:
+        return min(self.k or 1 + self.n * self.l, 1 + self.n * self.l)
+
+    def trees(self, tasks: int, *, vocab: int = 512, seed: int = 0) -> list[Tree]:
+        """`tasks` tasks of this shape (see `synthetic_trees`)."""
+        return synthetic_trees(
+            tasks, self.m, self.leaves, prompt_tokens=self.prompt_tokens, turns=self.turns,
+            action_tokens=self.action_tokens, obs_tokens=self.obs_tokens, vocab=vocab,
+            seed=seed,
+        )
+
+
+SHAPES = {
+    # Tree-GRPO's default (m=2 n=2 l=1 k=3): 2 trees of 3 leaves a task, short turns
+    "paper": TreeShape(m=2, n=2, l=1, k=3, turns=3, prompt_tokens=80, action_tokens=16,
+                       obs_tokens=8),
+    # one deep bushy tree a task (m=1 n=4 l=3, all 13 leaves kept), longer turns: more of
+    # each leaf's path is shared, so packing has more to save
+    "deep": TreeShape(m=1, n=4, l=3, k=None, turns=4, prompt_tokens=80, action_tokens=48,
+                      obs_tokens=16),
+}
 
 
 def synthetic_trees(
