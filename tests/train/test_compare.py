@@ -151,6 +151,8 @@ def test_bad_seeds_and_compare_keys_are_one_clear_error(tmp_path):
     path.write_text("env: treegym/Maze-v0\n")
     result = CliRunner().invoke(app, ["train", str(path), "--seeds", "2"])
     assert result.exit_code == 2 and "--seeds needs --compare" in result.output
+    result = CliRunner().invoke(app, ["train", str(path), "--compare", "--resume"])
+    assert result.exit_code == 2 and "--compare can't resume" in result.output
     with pytest.raises(ConfigError, match="--compare needs token_budget"):
         compare(small(tmp_path))
     with pytest.raises(ConfigError, match="eval_episodes needs seed >= 0"):

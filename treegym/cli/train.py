@@ -54,6 +54,10 @@ def train(
         raise typer.BadParameter(f"--{next(iter(given)).replace('_', '-')} needs --compare")
     if given:
         overrides["compare"] = given
+    if compare and resume:
+        raise typer.BadParameter("--compare can't resume: it runs each mode and seed afresh "
+                                 "from the shared start; resume one run with `treegym train "
+                                 "RUN_CONFIG --resume`", param_hint="--resume")
     if ray is not None:
         overrides["ray"] = {"address": ray} | ({"workers": workers} if workers else {})
     elif workers is not None:
