@@ -1,8 +1,9 @@
 """Tree attention in memory linear in the packed length, from the subtree-end vector alone.
 
-Why. The dense path hands the model a [T, T] additive mask, and without a fused kernel the
-attention keeps [H, T, T] scores per layer for backward: quadratic in the packed tree,
-which real agent trees (8k-16k tokens) cannot afford on CPU.
+Why. The dense path hands the model a [T, T] additive mask (built via [T, T] boolean
+temporaries), once per forward: 1 GiB of fp32 at 16k packed tokens before any attention
+runs, and real agent trees reach 8k-16k. An unfused kernel (eager, or SDPA's math
+fallback) would also keep [H, T, T] scores per layer for backward.
 
 The mask is one vector. In the depth-first layout (packing.py) key j is visible to query
 i iff `j <= i < end[j]`, with `end = PackedSequence.tout` the end of j's node's subtree:
@@ -11,15 +12,15 @@ after i. So the mask of any block of queries can be built on the fly from `end`.
 
 Design: chunked queries under activation checkpointing. Queries are taken in blocks of
 `BLOCK` rows; block [a, b) only sees keys before b, so it attends to K[:b] with a
-[b - a, b] boolean mask built from `end`. Each block's attention runs under
-`torch.utils.checkpoint`, so the forward keeps only its output and backward recomputes
-one block's scores at a time: O(BLOCK * T) transient memory per head, O(T) kept. The
-other options were weighed and dropped:
-- flex_attention: without torch.compile it is a reference implementation that builds the
-  full [H, T, T] scores (the very thing to avoid); compiled on CPU it needs inductor's C++
-  toolchain and a per-shape compile of minutes on small machines.
-- a prefix/suffix cascade: exact only for a shared prompt over flat branches; deep trees
-  need the general mask anyway.
+[b - a, b] boolean mask built from `end`. Each block runs SDPA (on CPU its fused flash
+kernel takes the boolean mask and `enable_gqa`), under `torch.utils.checkpoint`: the
+forward keeps only the block's output, and backward rebuilds one block's mask (and, on an
+unfused kernel, its scores) at a time. So O(T) is kept and O(BLOCK * T) is transient,
+for the price of recomputing each block's attention once in backward. The other options:
+- flex_attention (torch 2.13) has no backward on CPU at all ("FlexAttention does not
+  support backward on CPU"), so it cannot train there; on CUDA it needs torch.compile.
+- a prefix/suffix cascade is exact only for a shared prompt over flat branches; deep
+  trees need the general mask anyway.
 Grouped KV heads go to SDPA as `enable_gqa`, broadcast rather than copied, as in
 policy/gqa_attention.py.
 
