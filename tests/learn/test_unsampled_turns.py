@@ -13,6 +13,7 @@ import torch
 from helpers import call
 
 from treegym.learn import Learner
+from treegym.learn.bench import max_rel_grad_diff
 from treegym.learn.loss import LossConfig
 from treegym.learn.packing import pack
 from treegym.play import PlaySession
@@ -76,8 +77,12 @@ def test_typed_turns_are_context_with_their_loss_masked(played) -> None:
     oracle = _oracle(model, tree, adv)
     oracle.backward()
     assert loss == pytest.approx(float(oracle.detach()), rel=1e-5, abs=1e-8)
-    for mine, want in zip(grads, _grads(model), strict=True):
-        torch.testing.assert_close(mine, want, rtol=1e-4, atol=1e-6)
+    # fp32 packing moves a gradient by rounding only; as in test_packing.py, each tensor
+    # must agree to 1e-4 of its largest element (an elementwise rtol fails on near-zeros)
+    oracle_grads = _grads(model)
+    assert len(grads) == len(oracle_grads)
+    diff = max_rel_grad_diff(dict(enumerate(grads)), dict(enumerate(oracle_grads)))
+    assert diff <= 1e-4
 
     (packed,) = pack([tree])
     (full,) = pack([tree], sampled_only=False)
