@@ -88,7 +88,20 @@ def test_cli_deep_shape_json():
     assert report["packed_tokens"] == packed_tokens(bench_shape("deep", 16), 1)
 
 
+def test_out_of_memory_side_is_reported_not_fatal():
+    """A step that cannot fit reports the allocator's error for its side and no figures."""
+    shape = TreeShape(m=1, n=1, l=1, k=None, turns=2, prompt_tokens=8, action_tokens=4096,
+                      obs_tokens=4)  # 8.2k packed tokens: a 256 MiB fp32 dense mask
+    out = bench_learner(shape, tasks=1, repeats=1, device="cpu", attention="dense",
+                        headroom_mb=128)
+    assert "memory" in out["packed_error"].lower(), out
+    assert "packed_peak_mb" not in out and "speedup" not in out
+    assert out["attention"] == "dense" and out["packed_tokens"] == packed_tokens(shape, 1)
+
+
 def test_cli_bad_shape_is_a_usage_error():
     out = treegym("bench", "learner", "--shape", "wide")
     assert out.returncode == 2 and "unknown bench shape 'wide'" in out.stderr
     assert "Traceback" not in out.stderr
+    out = treegym("bench", "learner", "--attention", "flash")
+    assert out.returncode == 2 and "unknown attention 'flash'" in out.stderr

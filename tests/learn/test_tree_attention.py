@@ -80,7 +80,9 @@ def test_blocks_equal_dense_sdpa_with_grouped_heads(trees, block, heads):
 
 
 def scored(model, seq: PackedSequence, linear_from: int | None):
-    """Log-probs, entropies and parameter grads of sum(log-probs) on one path."""
+    """Log-probs, entropies and parameter grads of sum(log-probs) on one path, in training
+    mode, where the memory-linear path also checkpoints layers and chunks the LM head."""
+    model.train()
     model.zero_grad(set_to_none=True)
     with mock.patch.object(forward, "LINEAR_FROM", linear_from):
         assert forward.linear(seq) == (linear_from is not None)
@@ -97,7 +99,8 @@ def test_model_logprobs_and_grads_equal_dense(model, trees, block):
         if not len(seq.targets):
             continue
         dense = scored(model, seq, None)
-        with mock.patch.object(tree_attention, "BLOCK", block):
+        with (mock.patch.object(tree_attention, "BLOCK", block),
+              mock.patch.object(forward, "HEAD_CHUNK", block)):
             linear = scored(model, seq, 0)
         torch.testing.assert_close(linear[0], dense[0], rtol=0, atol=1e-5)
         torch.testing.assert_close(linear[1], dense[1], rtol=0, atol=1e-5)
@@ -105,6 +108,7 @@ def test_model_logprobs_and_grads_equal_dense(model, trees, block):
             scale = grad.abs().max().clamp_min(1e-12)
             assert (linear[2][name] - grad).abs().max() / scale <= 1e-4, name
     assert model.config._attn_implementation == "sdpa"  # restored after each call
+    assert not model.is_gradient_checkpointing
 
 
 def test_threshold_picks_the_path():

@@ -49,23 +49,26 @@ def bench_learner(
     tokens_per_turn: int = typer.Option(None, min=1, help="Generated tokens a turn "
                                         "(default: the shape's; paper 16, deep 48)."),
     policy: str = typer.Option("tiny", help="Model: tiny (re-initialised), smollm2 or hf:PATH."),
+    attention: str = typer.Option("auto", help="The packed side's path: auto (memory-linear "
+                                  "from 4096 packed tokens), dense or linear."),
     tasks: int = typer.Option(8, min=1), repeats: int = typer.Option(1, min=1),
     device: str = typer.Option("cpu", help="cpu or cuda (bf16 on cuda)."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Packed-tree training step vs one row per leaf, each side in a process of its own."""
+    from ..learn.bench import bench_attention, bench_shape, policy_path
     from ..learn.bench import bench_learner as measure
-    from ..learn.bench import bench_shape, policy_path
 
     try:  # names checked here, so a bad one is a usage error before any process starts
         bench_shape(shape)
+        bench_attention(attention)
         if policy != "tiny":
             policy_path(policy)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     with progress_bar() as progress:
         report = measure(shape, tasks=tasks, tokens_per_turn=tokens_per_turn, policy=policy,
-                         repeats=repeats, device=device, progress=progress)
+                         attention=attention, repeats=repeats, device=device, progress=progress)
     print_report(report, "packed tree vs per-leaf step", as_json)
 
 

@@ -33,9 +33,10 @@ from ..progress import Progress, counter, silent
 from . import bench_child
 from .forward import score
 from .learner import Learner
-from .packing import LeafRef, PackedSequence, rows
+from .packing import LeafRef, PackedSequence, pack, rows
 from .synthetic import SHAPES, TreeShape
 
+ATTENTION = ("auto", "dense", "linear")
 INIT_RANGE = 0.02  # the re-initialised tiny model's weight scale (see the module docstring)
 
 
@@ -83,6 +84,13 @@ def bench_shape(shape: str | TreeShape, tokens_per_turn: int | None = None) -> T
     return TreeShape.model_validate(shape.model_dump() | {"action_tokens": tokens_per_turn})
 
 
+def bench_attention(attention: str) -> str:
+    """`attention` if it names a packed-side path (ATTENTION)."""
+    if attention not in ATTENTION:
+        raise ValueError(f"unknown attention {attention!r}; use one of: {', '.join(ATTENTION)}")
+    return attention
+
+
 def max_rel_grad_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
     """max over parameter tensors of max|a - b| / max|b|: scale-free, zero-safe."""
     return max(float((a[n] - b[n]).abs().max() / b[n].abs().max().clamp_min(1e-30)) for n in b)
@@ -118,57 +126,78 @@ def bench_learner(
     tasks: int = 8,
     tokens_per_turn: int | None = None,
     policy: str = "tiny",
+    attention: str = "auto",
+    headroom_mb: int | None = None,
     repeats: int = 2,
     device: str | None = None,
     seed: int = 0,
     progress: Progress = silent,
 ) -> dict[str, Any]:
     """Time one packed and one per-leaf forward+backward over the same synthetic batch;
-    each side's best of `repeats` after a warm-up step, and its highest peak."""
+    each side's best of `repeats` after a warm-up step, and its highest peak.
+
+    `attention` picks the packed side's path: auto (forward.LINEAR_FROM decides), dense or
+    linear. A side that runs out of memory (on CPU: more than `headroom_mb` past what it
+    maps once loaded, by default the memory available) is reported as `<side>_error`,
+    with no figures.
+    """
     name = shape if isinstance(shape, str) else "custom"
     shape = bench_shape(shape, tokens_per_turn)
     if policy != "tiny":
         policy_path(policy)  # a bad name fails here, before two processes load a model
+    bench_attention(attention)
     sides = {"packed": True, "per_leaf": False}
     step = counter(progress, (repeats + 1) * len(sides), "training steps")
     best = {side: (float("inf"), 0.0) for side in sides}
+    errors: dict[str, str] = {}
     context = multiprocessing.get_context("spawn")
     with ExitStack() as stack:
         pools = {side: stack.enter_context(ProcessPoolExecutor(1, mp_context=context))
                  for side in sides}
         loading = [pools[side].submit(bench_child.setup, bench_child.Side(
-            policy=policy, shape=shape, tasks=tasks, device=device, seed=seed, packed=packed))
-            for side, packed in sides.items()]
+            policy=policy, shape=shape, tasks=tasks, device=device, seed=seed, packed=packed,
+            attention=attention, headroom_mb=headroom_mb)) for side, packed in sides.items()]
         for future in loading:
             future.result()
         for repeat in range(repeats + 1):  # repeat 0 warms allocator, kernels and caches
             for side in sides:
-                seconds, mb = pools[side].submit(bench_child.step).result()
-                if repeat:
-                    best[side] = (min(best[side][0], seconds), max(best[side][1], mb))
+                if side not in errors:
+                    ran = pools[side].submit(bench_child.step).result()
+                    if isinstance(ran, str):
+                        errors[side] = ran
+                    elif repeat:
+                        best[side] = (min(best[side][0], ran[0]), max(best[side][1], ran[1]))
                 step()
         out = {side: pools[side].submit(bench_child.results).result() for side in sides}
-    (packed_s, packed_mb), (per_leaf_s, per_leaf_mb) = best["packed"], best["per_leaf"]
-    metrics = out["packed"]["metrics"]
-    speedup = per_leaf_s / packed_s
-    ideal = metrics["row_tokens"] / metrics["tokens"]
-    return {
+    trees = shape.trees(tasks, seed=seed)
+    packed_tokens = sum(len(seq) for seq in pack(trees))
+    per_leaf_tokens = sum(len(seq) for seq in rows(trees))
+    ideal = per_leaf_tokens / packed_tokens
+    report: dict[str, Any] = {
         "device": out["packed"]["device"],
         "dtype": out["packed"]["dtype"],
         "policy": policy,
         "shape": name,
+        "attention": attention,
         "batch": f"{tasks} tasks x {shape.m} trees x {shape.leaves} leaves, "
                  f"{shape.turns} turns of {shape.action_tokens} tokens",
-        "packed_tokens": int(metrics["tokens"]),
-        "per_leaf_tokens": int(metrics["row_tokens"]),
-        "shared_fraction": round(1 - metrics["tokens"] / metrics["row_tokens"], 3),
-        "packed_step_s": round(packed_s, 4),
-        "per_leaf_step_s": round(per_leaf_s, 4),
-        "speedup": round(speedup, 3),
+        "packed_tokens": packed_tokens,
+        "per_leaf_tokens": per_leaf_tokens,
+        "shared_fraction": round(1 - packed_tokens / per_leaf_tokens, 3),
         "ideal_speedup": round(ideal, 3),
+    }
+    for side in sides:
+        if side in errors:
+            report[f"{side}_error"] = errors[side]
+        else:
+            report[f"{side}_step_s"] = round(best[side][0], 4)
+            report[f"{side}_peak_mb"] = round(best[side][1], 1)
+    if errors:
+        return report
+    speedup = best["per_leaf"][0] / best["packed"][0]
+    return report | {
+        "speedup": round(speedup, 3),
         "fraction_of_ideal": round(speedup / ideal, 3),
-        "packed_peak_mb": round(packed_mb, 1),
-        "per_leaf_peak_mb": round(per_leaf_mb, 1),
         "max_abs_logprob_diff": max_logprob_diff(*(_tensors(out[s]["logprobs"]) for s in sides)),
         "max_rel_grad_diff": max_rel_grad_diff(*(_tensors(out[s]["grads"]) for s in sides)),
     }

@@ -10,19 +10,24 @@ reset, and in a spawned child it may start at the parent's peak. On CUDA the fig
 torch.cuda.max_memory_allocated above what was allocated before the step.
 
 The parent drives the process through a one-worker executor: `setup` once, `step` per
-timed step, `results` at the end; the worker keeps its model and batch in `_side`.
+timed step, `results` at the end; the worker keeps its model and batch in `_side`. On CPU
+a side's address space is capped at what it maps after loading plus the memory available
+then, so a step that cannot fit fails with the allocator's error (reported) instead of
+waking the OOM killer.
 """
 
 from __future__ import annotations
 
 import ctypes
 import gc
+import resource
 import time
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from . import forward
 from .advantages import tree_grpo
 from .learner import Learner
 from .synthetic import TreeShape
@@ -40,20 +45,28 @@ class Side(BaseModel):
     device: str | None
     seed: int
     packed: bool
+    attention: Literal["auto", "dense", "linear"] = "auto"
+    headroom_mb: int | None = None  # CPU address space past what setup maps; None: available
 
 
 def setup(side: Side) -> None:
     """Load the model and build the batch (token ids below the model's vocabulary)."""
     from .bench import bench_model
 
+    forward.LINEAR_FROM = {"auto": forward.LINEAR_FROM, "dense": None, "linear": 0}[side.attention]
     model = bench_model(side.policy, device=side.device)
     batch = side.shape.trees(side.tasks, vocab=model.config.vocab_size, seed=side.seed)
     _side.update(model=model, batch=batch, advantages=tree_grpo(batch),
                  learner=Learner(model, packed=side.packed))
+    if side.device in (None, "cpu"):
+        headroom = side.headroom_mb or _kb_field("/proc/meminfo", "MemAvailable") / 1024
+        limit = int((_status_mb("VmSize") + headroom) * 2**20)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
 
 
-def step() -> tuple[float, float]:
-    """Wall seconds and peak MiB (see the module docstring) of one forward + backward."""
+def step() -> tuple[float, float] | str:
+    """Wall seconds and peak MiB (see the module docstring) of one forward + backward, or
+    the reason it could not run (out of memory)."""
     model, learner = _side["model"], _side["learner"]
     device = next(model.parameters()).device
     model.zero_grad(set_to_none=True)  # the step's own gradients count in its peak
@@ -68,7 +81,11 @@ def step() -> tuple[float, float]:
             fh.write("5")
         base = _status_mb("VmRSS")
     start = time.perf_counter()
-    _side["metrics"] = learner.backward(_side["batch"], _side["advantages"])
+    try:
+        _side["metrics"] = learner.backward(_side["batch"], _side["advantages"])
+    except (MemoryError, RuntimeError) as exc:  # torch's allocator raises RuntimeError
+        model.zero_grad(set_to_none=True)
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         return time.perf_counter() - start, torch.cuda.max_memory_allocated(device) / 2**20 - base
@@ -81,10 +98,12 @@ def results() -> dict[str, Any]:
     from .bench import leaf_logprobs
 
     model, learner = _side["model"], _side["learner"]
+    found = {"device": str(next(model.parameters()).device),
+             "dtype": str(next(model.parameters()).dtype).removeprefix("torch.")}
+    if "metrics" not in _side:  # every step failed
+        return found
     logprobs = leaf_logprobs(model, learner.sequences(_side["batch"]))
-    return {
-        "device": str(next(model.parameters()).device),
-        "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+    return found | {
         "metrics": _side["metrics"],
         "grads": {n: p.grad.detach().float().cpu().numpy() for n, p in model.named_parameters()
                   if p.grad is not None},
@@ -94,9 +113,13 @@ def results() -> dict[str, Any]:
 
 def _status_mb(field: str) -> float:
     """A `kB` field of /proc/self/status (VmRSS, VmHWM) in MiB."""
-    with open("/proc/self/status") as fh:
+    return _kb_field("/proc/self/status", field) / 1024
+
+
+def _kb_field(path: str, field: str) -> int:
+    with open(path) as fh:
         line = next(line for line in fh if line.startswith(field + ":"))
-    return int(line.split()[1]) / 1024
+    return int(line.split()[1])
 
 
 def _release_heap() -> None:

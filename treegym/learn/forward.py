@@ -8,18 +8,26 @@ costs no vocabulary projection.
 
 Two tree paths with identical results. Dense: the [T, T] mask from
 `PackedSequence.attention_mask`, through the model's own attention; fastest while T is
-small, and the oracle in tests. Memory-linear (tree_attention.py): the model gets the
-O(T) subtree-end vector and attends in checkpointed query blocks; `score` takes it from
-`LINEAR_FROM` packed tokens on, on any device, since the dense mask alone is quadratic
-there whatever the kernel.
+small, and the oracle in tests. Memory-linear: `score` takes it from `LINEAR_FROM` packed
+tokens on, on any device, since the dense mask alone is quadratic there whatever the
+kernel. There the model gets the O(T) subtree-end vector and attends in checkpointed query
+blocks (tree_attention.py), and two more things that grow with T are cut, because on a
+real model they, not the mask, decide whether a long tree fits: every decoder layer is
+checkpointed (SmolLM2 keeps ~2 MiB a token for backward otherwise: 30 GiB at 16k), and
+the LM head runs in checkpointed chunks of `HEAD_CHUNK` trained positions (a 49k-word
+vocabulary is 190 KiB of fp32 logits per position, kept twice for backward). The price is
+one more forward per layer in backward; it is paid only where the dense path could not
+run anyway.
 """
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from . import tree_attention
 from .packing import PackedSequence
@@ -29,6 +37,7 @@ TREE_ATTENTION = ("sdpa", "eager", "treegym_sdpa")  # the last: policy/gqa_atten
 # 64 MiB and the dense path was ~15% faster (tiny model, 4k tokens, CPU); at 16k the
 # linear path's forward+backward peak was 1.0 GiB lower. None: always dense.
 LINEAR_FROM: int | None = 4096
+HEAD_CHUNK = 1024  # trained positions per LM-head chunk on the memory-linear path
 
 
 def check_attention(model: torch.nn.Module) -> None:
@@ -51,20 +60,73 @@ def score(model: torch.nn.Module, seq: PackedSequence) -> tuple[torch.Tensor, to
     """Log-probs [N] of `seq.targets` and the entropies [N] of their distributions (fp32)."""
     device = next(model.parameters()).device
     inputs: dict[str, torch.Tensor] = {"input_ids": seq.input_ids[None].to(device)}
-    path = nullcontext()
+    targets = seq.targets.to(device)
     if linear(seq):
-        inputs["tree_end"] = seq.tout.to(device)
-        inputs["position_ids"] = seq.position_ids[None].to(device)
-        path = tree_attention.attending(model)
-    elif not seq.is_row:
+        return _score_long(model, seq, inputs | {
+            "tree_end": seq.tout.to(device), "position_ids": seq.position_ids[None].to(device)})
+    if not seq.is_row:
         dtype = next(model.parameters()).dtype
         inputs["attention_mask"] = seq.attention_mask(dtype).to(device)
         inputs["position_ids"] = seq.position_ids[None].to(device)
-    with path:
-        logits = model(**inputs, logits_to_keep=seq.pred_index.to(device),
-                       use_cache=False).logits
-    logp_all = F.log_softmax(logits[0].float(), dim=-1)
-    logp = logp_all.gather(-1, seq.targets.to(device)[:, None]).squeeze(-1)
+    logits = model(**inputs, logits_to_keep=seq.pred_index.to(device), use_cache=False).logits
+    return _logp_entropy(logits[0], targets)
+
+
+def _logp_entropy(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    logp_all = F.log_softmax(logits.float(), dim=-1)
+    logp = logp_all.gather(-1, targets[:, None]).squeeze(-1)
     with torch.no_grad():
         entropy = -(logp_all.exp() * logp_all).sum(-1)
     return logp, entropy
+
+
+def _head_chunk(head: torch.nn.Module, hidden: torch.Tensor,
+                targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return _logp_entropy(head(hidden), targets)
+
+
+def _score_long(model: torch.nn.Module, seq: PackedSequence,
+                inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The memory-linear path: tree attention, checkpointed layers, a chunked LM head.
+
+    It calls the decoder and the head itself, so it assumes logits = head(last hidden
+    state), true of the Llama and Qwen2 families; models that scale or soft-cap their
+    logits are refused rather than scored wrongly.
+    """
+    config = model.config
+    if getattr(config, "final_logit_softcapping", None) or getattr(config, "logit_scale", None):
+        raise ValueError(f"{config.model_type} post-processes its logits, which the "
+                         "memory-linear path does not; set forward.LINEAR_FROM = None")
+    with tree_attention.attending(model), _layer_checkpointing(model):
+        hidden = model.get_decoder()(**inputs, use_cache=False).last_hidden_state[0]
+    hidden = hidden[seq.pred_index.to(hidden.device)]
+    targets = seq.targets.to(hidden.device)
+    head = model.get_output_embeddings()
+    grad = torch.is_grad_enabled() and hidden.requires_grad
+    parts = [checkpoint(_head_chunk, head, hidden[i : i + HEAD_CHUNK],
+                        targets[i : i + HEAD_CHUNK], use_reentrant=False) if grad
+             else _head_chunk(head, hidden[i : i + HEAD_CHUNK], targets[i : i + HEAD_CHUNK])
+             for i in range(0, len(targets), HEAD_CHUNK)]
+    if not parts:
+        empty = hidden.new_zeros(0, dtype=torch.float32)
+        return empty, empty
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+
+@contextmanager
+def _layer_checkpointing(model: torch.nn.Module) -> Iterator[None]:
+    """Checkpoint every decoder layer for one forward, unless the model already does.
+
+    Backward re-runs each layer after `attending` has restored the model's own attention,
+    so the recomputation re-enters it (`context_fn`); otherwise it would attend causally.
+    """
+    if not model.training or getattr(model, "is_gradient_checkpointing", True):
+        yield
+        return
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={
+        "use_reentrant": False,
+        "context_fn": lambda: (nullcontext(), tree_attention.attending(model))})
+    try:
+        yield
+    finally:
+        model.gradient_checkpointing_disable()
