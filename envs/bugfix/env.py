@@ -1,25 +1,28 @@
 """`treegym/BugFix-v0`: fix a generated Python repo until its test suite passes.
 
-Grading restores the pristine tests and runner before running them, so an agent that
-edits or deletes tests gains nothing; the reward is the fraction of the original tests
-that pass against the agent's code.
+The reward is the fraction of the original tests that pass against the agent's code.
+`run_tests.py` in the repo is for the agent; grading never runs it, nor anything else in
+the episode's sandbox: it copies only `lib.py` into a fresh sandbox, where the judge runs
+the task's pristine tests on it (grading.py), so editing the tests or the runner, or
+planting modules next to them, earns nothing.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
 
+from treegym.grading import judge
 from treegym.records import Task
 from treegym.sandbox_env import SandboxConfig, SandboxEnv, describe
 from treegym.sandboxes import SandboxError
 from treegym.tools import ToolError, tool
 
-from .repos import TESTS, make_repo
+from .grading import job_for
+from .repos import MODULE, make_repo
 
 RUNNER = "run_tests.py"
 RUNNER_SOURCE = (Path(__file__).parent / RUNNER).read_text()
@@ -93,18 +96,15 @@ class BugFixEnv(SandboxEnv):
         return f"edited {path}"
 
     def passing(self) -> float:
-        """Fraction of the original tests that pass on the current code."""
+        """Fraction of the original tests that pass on the current `lib.py`."""
         task = self.task
         assert task is not None
-        self.box.write_file(TESTS, task.setup["files"][TESTS])
-        self.box.write_file(RUNNER, RUNNER_SOURCE)
-        result = self.box.run(f"python3 {RUNNER} --json {TESTS}", timeout=self.config.tool_timeout)
         try:
-            report = json.loads(result.stdout.strip().splitlines()[-1])
-            passed = set(report["passed"])
-        except (IndexError, KeyError, TypeError, json.JSONDecodeError):
+            module = self.box.read_file(MODULE).decode("utf-8", errors="replace")
+        except SandboxError:
             return 0.0
-        return len(passed & set(task.setup["test_ids"])) / len(task.setup["test_ids"])
+        verdicts = judge(self.config, job_for(task, module), self.config.tool_timeout)
+        return sum(v.passed for v in verdicts.values()) / len(verdicts)
 
     def score(self, answer: str) -> float:
         return self.passing()

@@ -1,9 +1,10 @@
 """A dependency-free runner for pytest-style test files, copied into BugFix sandboxes.
 
-Sandboxes carry a bare Python, often without pytest, and grading must not depend on what
-the agent installed. This runs every `test_*` function in `test_*.py` files of the working
-directory (or the files named on the command line) and reports `N passed, M failed`, or
-one JSON line with `--json`.
+It is the agent's tool for checking its work: sandboxes carry a bare Python, often
+without pytest. Grading never runs it (see grading.py), since the agent can rewrite it.
+This runs every `test_*` function in `test_*.py` files of the working directory (or the
+files named on the command line) and reports `N passed, M failed`, or one JSON line with
+`--json`.
 """
 
 import importlib.util

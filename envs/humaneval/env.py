@@ -2,8 +2,8 @@
 
 The agent works in a sandbox holding the problem as problem.py, with a persistent
 `python` interpreter and a shell. Its `<answer>` is graded in a fresh sandbox of the same
-backend (grading.py, judge.py), never in the episode's own, which the agent's code may
-have changed, and never on the host. The observation after the answer says why it
+backend (grading.py, treegym.grading), never in the episode's own, which the agent's code
+may have changed, and never on the host. The observation after the answer says why it
 passed or failed.
 """
 
@@ -14,14 +14,14 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
+from treegym.grading import Verdict, judge
 from treegym.records import Task, ToolResult
 from treegym.sandbox_env import SandboxConfig, SandboxEnv, describe
-from treegym.sandboxes import SandboxError, open_sandbox
 from treegym.tools import tool
 
 from . import problems
 from .answers import answer_source
-from .grading import Verdict, grade
+from .grading import CHECK, job_for
 
 PROBLEM_FILE = "problem.py"
 INSTRUCTIONS = (
@@ -103,11 +103,7 @@ class HumanEvalEnv(SandboxEnv):
 
     def verdict(self, source: str, problem: problems.Problem) -> Verdict:
         """The judge's verdict on `source`, from a fresh sandbox of the configured backend."""
-        try:
-            with open_sandbox(self.config.sandbox, **self.config.sandbox_options) as box:
-                return grade(box, problem, source, self.config.check_timeout)
-        except SandboxError as exc:
-            return Verdict(passed=False, reason=f"failed: the answer could not be graded: {exc}")
+        return judge(self.config, job_for(problem, source), self.config.check_timeout)[CHECK]
 
     def _observation(self, results: list[ToolResult], errors: list[str]) -> str:
         """AgentEnv's observation, with the verdict on an answer after the tool results.

@@ -1,59 +1,30 @@
-"""Grading one answer: the judge (judge.py) runs in a sandbox, and only its keyed line counts.
+"""HumanEval's grading job: the answer's function, checked by the problem's own `check()`.
 
-The caller hands in the sandbox, and the env opens a fresh one per answer: the episode's
-own sandbox has run the agent's code, which may have changed anything in it. The key is
-new for each grading and goes only to the judge, which hides it from the answer.
+The judge (treegym.grading) runs the prompt then the answer in the answer's process, and
+the prompt then the test in its own, so `check()` and any helper it relies on (the `poly`
+of HumanEval/32) are the prompt's, never the answer's: only the entry point is called
+across, and only plain values come back.
 """
 
 from __future__ import annotations
 
-import json
-import secrets
-from pathlib import Path
-
-from pydantic import BaseModel, ValidationError
-
-from treegym.sandbox_env import describe
-from treegym.sandboxes import ExecResult, Sandbox
+from treegym.grading import Job, Source, Verdict, judge_in
+from treegym.sandboxes import Sandbox
 
 from .problems import Problem
 
-JUDGE_SOURCE = (Path(__file__).parent / "judge.py").read_text()
-# `exec`: the judge replaces bash, so no process the answer can reach holds this stdout.
-COMMAND = "exec python3 -I -S judge.py"
+CHECK = "check"
 
 
-class Verdict(BaseModel):
-    """Whether `check()` passed, and a line saying why, for the model to read."""
-
-    passed: bool
-    reason: str
+def job_for(problem: Problem, source: str) -> Job:
+    """The judge's job for `source` (see answers.py): one test, `check(<entry point>)`."""
+    name = problem.entry_point
+    return Job(files={"problem.py": problem.prompt, "answer.py": source}, module="answer",
+               functions=[name], prelude=[Source(path="problem.py", text=problem.prompt)],
+               suite=Source(path="test.py", text=problem.test),
+               tests={CHECK: f"check({name})"}, what="check()")
 
 
 def grade(box: Sandbox, problem: Problem, source: str, timeout: float) -> Verdict:
-    """Run the problem's check on `source` (see answers.py) in `box`, within `timeout` s."""
-    key = secrets.token_hex(16)
-    job = {"key": key, "entry_point": problem.entry_point, "prompt": problem.prompt,
-           "test": problem.test}
-    box.write_file("judge.py", JUDGE_SOURCE)
-    box.write_file("problem.py", problem.prompt)
-    box.write_file("answer.py", source)
-    box.write_file("job.json", json.dumps(job))
-    return read_verdict(box.run(COMMAND, timeout=timeout), key, timeout)
-
-
-def read_verdict(result: ExecResult, key: str, timeout: float) -> Verdict:
-    """The judge's verdict if it gave one, else why the run ended without one."""
-    for line in result.stdout.splitlines():
-        if line.startswith(f"{key} "):
-            try:
-                return Verdict.model_validate_json(line[len(key) + 1:])
-            except ValidationError:
-                break
-    if result.timed_out:
-        why = f"timed out: check() did not finish within {timeout:g} s"
-    elif result.limit:
-        why = f"stopped by the sandbox's {result.limit} limit"
-    else:
-        why = f"the judge gave no verdict: {describe(result)[-500:]}"
-    return Verdict(passed=False, reason=f"failed: {why}")
+    """Run the problem's check on `source` in `box`, a sandbox that holds no agent work."""
+    return judge_in(box, job_for(problem, source), timeout)[CHECK]

@@ -4,6 +4,7 @@ tampering with the tests earns nothing."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from helpers import call
 import treegym
 from treegym.envs.bugfix.env import RUNNER_SOURCE
 from treegym.envs.bugfix.repos import POOL, module_text, suite_text
+from treegym.sandboxes.local import worker_processes
 
 
 def _run_suite(tmp: Path, module: str) -> dict[str, list[str]]:
@@ -102,5 +104,124 @@ def test_docker_backed_env_forks_files(docker_client: object) -> None:
             assert 0.0 < child.passing() < 1.0
         finally:
             child.close()
+    finally:
+        env.close()
+
+
+# -- reward integrity: nothing but the fix raises the reward ---------------------------
+# Each attack below keeps the bug and tries to make the grader count failing tests as
+# passed. The old grader ran the suite in the agent's own sandbox and trusted the last
+# JSON line of stdout, so every one of them earned 1.0.
+FAKE_RUNNER = """\
+import json, re
+names = re.findall(r"^def (test_\\w+)", open("test_lib.py").read(), re.M)
+print(json.dumps({"passed": ["test_lib.py::" + n for n in names], "failed": []}))
+"""
+PLANTED_JSON = """\
+def dumps(report):
+    ids = report["passed"] + [line.split(": ", 1)[0] for line in report["failed"]]
+    return '{"passed": [%s], "failed": []}' % ", ".join('"%s"' % i for i in ids)
+"""
+# installed as usercustomize, which every `python3` runs before it reads its script
+SWAP_RUNNER = """\
+import shutil, sys
+if sys.argv[0].endswith("run_tests.py"):
+    shutil.copy("fake_runner.py", "run_tests.py")
+"""
+EMPTY_TESTS = """\
+import re, sys
+if sys.argv[0].endswith("run_tests.py"):
+    names = re.findall(r"^def (test_\\w+)", open("test_lib.py").read(), re.M)
+    open("test_lib.py", "w").write("".join(f"def {n}():\\n    pass\\n" for n in names))
+"""
+FAKE_AT_IMPORT = """\
+import os, re
+names = re.findall(r"^def (test_\\w+)", open("test_lib.py").read(), re.M)
+ids = ", ".join('"test_lib.py::%s"' % n for n in names)
+print('{"passed": [%s], "failed": []}' % ids, flush=True)
+os._exit(0)
+"""
+PATCH_JSON = """\
+import json
+_dumps = json.dumps
+json.dumps = lambda r: _dumps({"passed": r["passed"] + [f.split(": ", 1)[0]
+                                                      for f in r["failed"]], "failed": []})
+"""
+ALWAYS_EQUAL = """\
+
+class _Same:
+    def __eq__(self, other):
+        return True
+
+for _name in [n for n, f in list(globals().items()) if callable(f) and not n.startswith("_")]:
+    globals()[_name] = lambda *args, **kwargs: _Same()
+"""
+
+
+def _write(env: treegym.AgentEnv, path: str, text: str) -> None:
+    """Write a file the way an agent would: through its bash tool."""
+    obs, *_ = env.step(call("bash", cmd=f"mkdir -p \"$(dirname {path})\" && "
+                                        f"cat > {path} <<'EOF'\n{text}EOF\n"))
+    assert obs == "[no output]", obs
+
+
+def _usercustomize(env: treegym.AgentEnv) -> str:
+    obs, *_ = env.step(call("bash", cmd="python3 -c 'import site; "
+                                        "print(site.getusersitepackages())'"))
+    return f"{obs.strip()}/usercustomize.py"
+
+
+def _reward(env: treegym.AgentEnv) -> float:
+    _, reward, terminated, _, _ = env.step("<answer>done</answer>")
+    assert terminated
+    return reward
+
+
+def test_a_planted_json_module_does_not_raise_the_reward(bugfix: treegym.AgentEnv) -> None:
+    baseline = bugfix.passing()
+    _write(bugfix, "json.py", PLANTED_JSON)
+    assert 0.0 < baseline < 1.0 and _reward(bugfix) <= baseline
+
+
+@pytest.mark.parametrize("plant", ["runner", "tests"])
+def test_a_patched_runner_or_edited_tests_do_not_raise_the_reward(
+    bugfix: treegym.AgentEnv, plant: str
+) -> None:
+    baseline = bugfix.passing()
+    _write(bugfix, "fake_runner.py", FAKE_RUNNER)
+    _write(bugfix, "run_tests.py", FAKE_RUNNER)
+    _write(bugfix, "test_lib.py", "def test_ok():\n    pass\n")
+    _write(bugfix, _usercustomize(bugfix), SWAP_RUNNER if plant == "runner" else EMPTY_TESTS)
+    obs, *_ = bugfix.step(call("bash", cmd="python3 run_tests.py --json"))
+    assert obs.startswith('{"passed": ["test_lib.py::test_ok"]')  # the agent's own run is fooled
+    assert _reward(bugfix) <= baseline
+
+
+@pytest.mark.parametrize("code", [FAKE_AT_IMPORT, PATCH_JSON, ALWAYS_EQUAL],
+                         ids=["print-and-exit", "patch-json", "always-equal"])
+def test_a_module_that_fakes_a_pass_does_not_raise_the_reward(
+    bugfix: treegym.AgentEnv, code: str
+) -> None:
+    baseline = bugfix.passing()
+    broken = bugfix.box.read_file("lib.py").decode()
+    _write(bugfix, "lib.py", code + broken if code != ALWAYS_EQUAL else broken + code)
+    assert _reward(bugfix) <= baseline
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_true_fix_earns_one_in_a_branch_and_grading_leaves_no_sandbox(seed: int) -> None:
+    env = treegym.make("treegym/BugFix-v0", functions=9)
+    try:
+        env.reset(seed=seed)
+        workers = set(worker_processes(os.getpid()))
+        baseline = env.passing()
+        branch = env.fork()
+        try:
+            _write(branch, "lib.py", env.task.answer)
+            assert 0.0 < baseline < 1.0 and _reward(branch) == 1.0
+            assert env.passing() == baseline
+        finally:
+            branch.close()
+        assert set(worker_processes(os.getpid())) == workers
     finally:
         env.close()

@@ -15,9 +15,10 @@ from gymnasium.utils.env_checker import check_env
 from helpers import call
 
 import treegym
-from treegym.envs.humaneval import HumanEvalEnv, grading, problems
+from treegym import grading
+from treegym.envs.humaneval import HumanEvalEnv, problems
 from treegym.envs.humaneval.answers import answer_source
-from treegym.envs.humaneval.grading import grade, read_verdict
+from treegym.envs.humaneval.grading import grade, job_for
 from treegym.sandboxes import ExecResult, open_sandbox
 from treegym.sandboxes.local import worker_processes
 
@@ -221,7 +222,7 @@ def test_flooding_output_is_capped_and_printing_does_not_spoil_a_right_answer(
     assert len(observation) <= env.config.max_observation_chars
 
 
-FORGED = '{"passed": true, "reason": "passed: check(has_close_elements) returned"}'
+FORGED = '{"results": {"check": {"passed": true, "reason": "passed: check(has_close_elements)"}}}'
 
 
 @pytest.mark.parametrize("code", [
@@ -235,6 +236,21 @@ FORGED = '{"passed": true, "reason": "passed: check(has_close_elements) returned
 def test_forged_verdicts_and_early_exits_earn_nothing(env: HumanEvalEnv, code: str) -> None:
     observation, reward = answer(env, code)
     assert reward == 0.0 and observation.startswith("failed: ")
+
+
+PLANT = f"import sys; print({FORGED!r}); sys.exit(0)\n"
+PLANT_AT_LOAD = f"""
+for name in ["json.py", "traceback.py", "types.py", "sitecustomize.py", "judge.py", "test.py"]:
+    with open(name, "w") as f:
+        f.write({PLANT!r})
+""" + HEAD + "    import os\n    return sorted(os.listdir())\n"
+
+
+def test_modules_planted_where_the_judge_runs_earn_nothing(env: HumanEvalEnv) -> None:
+    observation, reward = answer(env, PLANT_AT_LOAD)
+    assert reward == 0.0 and observation.startswith("failed: assertion failed at `assert ")
+    assert "returned ['answer.py', 'json.py', 'judge.py', 'problem.py', 'sitecustomize.py', " \
+           "'test.py', 'traceback.py', 'types.py']" in observation
 
 
 def test_an_answer_cannot_reach_the_judge_or_its_key(
@@ -310,10 +326,14 @@ def test_tampering_with_the_episode_sandbox_does_not_touch_grading(env: HumanEva
 
 
 def test_only_the_keyed_line_is_the_verdict() -> None:
-    forged = ExecResult(stdout=f"{FORGED}\nk3y2 {FORGED}\n")
-    assert not read_verdict(forged, "k3y", 1.0).passed
-    assert read_verdict(ExecResult(stdout=f"junk\nk3y {FORGED}\n"), "k3y", 1.0).passed
-    broken = read_verdict(ExecResult(stderr="Traceback", exit_code=1), "k3y", 1.0)
+    job = job_for(problems.get("HumanEval/0"), RIGHT)
+
+    def verdict(result: ExecResult) -> grading.Verdict:
+        return grading.read_verdicts(result, "k3y", job, 1.0)["check"]
+
+    assert not verdict(ExecResult(stdout=f"{FORGED}\nk3y2 {FORGED}\n")).passed
+    assert verdict(ExecResult(stdout=f"junk\nk3y {FORGED}\n")).passed
+    broken = verdict(ExecResult(stderr="Traceback", exit_code=1))
     assert not broken.passed and broken.reason.startswith("failed: the judge gave no verdict")
 
 

@@ -1,4 +1,4 @@
-"""HumanEval's judge: runs in a fresh grading sandbox, stdlib only, and prints one verdict.
+"""The judge: runs in a fresh grading sandbox, stdlib only, and prints one keyed verdict.
 
 The host starts it as `exec python3 -I -S judge.py`, so the judge, not bash, is pid 1 of
 the command's pid namespace and the only process holding the command's stdout. Nothing
@@ -6,15 +6,18 @@ an answer does can forge a pass, because the answer never runs in this process:
 
 - The judge first makes itself non-dumpable, so processes of its uid (the answer's) can
   neither ptrace it nor open its /proc files (fds, memory, environment). It then reads
-  the job (the problem's prompt and test, and the verdict key) and deletes its file.
-- Only after that does the answer run, in a child (`python3 -I judge.py serve NAME`) that
-  has no stdout of ours, no key and no test. `check()` runs here, on the prompt's own
-  helpers, and calls the answer through a pipe; only plain values come back (JSON, with
-  tags for tuples and dicts), so an object whose `__eq__` always holds is refused.
-- The verdict line starts with the key, which the answer never saw.
-
-So printing a pass line, exiting early, or redefining a helper the test relies on (the
-`poly` of HumanEval/32) earns nothing.
+  the job (the trusted tests, the names of the functions they call, and the verdict key)
+  and deletes its file. `-I -S`: nothing in the work dir or a site dir is on its path.
+- Only after that does the answer run, in a child (`python3 -I judge.py serve`) that is
+  told only which files to run and which functions to serve: it has no stdout of ours,
+  no key and no tests. The tests run here, and each call of an answer's function is a
+  round trip through a pipe that carries only plain values (JSON, with tags for tuples
+  and dicts), so an object whose `__eq__` always holds is refused, and nothing the
+  answer runs can patch an assertion, a helper the tests use, or the tests themselves.
+  That process is wholly the answer's (it may patch its own json, or exit), but all it
+  can send is what its functions could have returned anyway: plain values, or nothing.
+- The verdict line starts with the key, which the answer never saw; a test passes only
+  by returning here, so printing a pass line or exiting early earns nothing.
 """
 
 from __future__ import annotations
@@ -25,11 +28,10 @@ import signal
 import subprocess
 import sys
 import traceback
+import types
 from typing import Any
 
 JOB = "job.json"
-PROBLEM = "problem.py"
-ANSWER = "answer.py"
 REPLY_LIMIT = 1 << 20  # bytes of one reply from the answer's process
 REASON_LIMIT = 1500
 PR_SET_DUMPABLE = 4
@@ -83,8 +85,8 @@ def describe(exc: BaseException) -> str:
 
 
 # -- the answer's side ----------------------------------------------------------------
-def serve(name: str) -> None:
-    """In the child: run the prompt, then the answer, then answer calls until EOF.
+def serve() -> None:
+    """In the child: run the answer's files as one module, then answer calls until EOF.
 
     The pipe moves off fds 0 and 1 first, so what the answer prints goes to /dev/null.
     """
@@ -98,9 +100,10 @@ def serve(name: str) -> None:
         replies.write(line.encode() + b"\n")
         replies.flush()
 
-    namespace: dict[str, Any] = {"__name__": "answer"}
-    for path in (PROBLEM, ANSWER):
-        with open(path, encoding="utf-8") as f:
+    load = json.loads(requests.readline())
+    namespace: dict[str, Any] = {"__name__": load["module"]}
+    for path in load["files"]:
+        with open(path, encoding="utf-8", errors="replace") as f:
             source = f.read()
         try:
             code = compile(source, path, "exec")
@@ -113,13 +116,15 @@ def serve(name: str) -> None:
         except Exception as exc:
             send(json.dumps({"error": f"running the answer raised {describe(exc)}"}))
             return
-    function = namespace.get(name)
-    if not callable(function):
-        send(json.dumps({"error": f"the answer does not define {name}()"}))
+    functions = {name: namespace.get(name) for name in load["functions"]}
+    missing = [name for name, function in functions.items() if not callable(function)]
+    if missing:
+        send(json.dumps({"error": f"the answer does not define {missing[0]}()"}))
         return
     send(json.dumps({"ready": True}))
     for line in requests:
-        send(reply(function, decode(json.loads(line))))
+        request = json.loads(line)
+        send(reply(functions[request["function"]], decode(request["args"])))
 
 
 def reply(function: Any, args: list[Any]) -> str:
@@ -137,22 +142,25 @@ def reply(function: Any, args: list[Any]) -> str:
 
 
 # -- the judge's side -----------------------------------------------------------------
-class Candidate:
-    """What `check()` gets as the function: each call is a round trip to the child."""
+class Answer:
+    """The answer's process, seen from the judge; `last` is the last call and its value."""
 
-    def __init__(self, child: subprocess.Popen[bytes], name: str) -> None:
-        self.child = child
-        self.name = name
-        self.last = ""  # the last call and its value, for the verdict
-
-    def __call__(self, *args: Any) -> Any:
-        call = f"{self.name}({', '.join(short(a) for a in args)})"
+    def __init__(self) -> None:
+        self.child = subprocess.Popen([sys.executable, "-I", os.path.abspath(__file__), "serve"],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=subprocess.DEVNULL)
         self.last = ""
-        try:
-            self.child.stdin.write(json.dumps(encode(list(args))).encode() + b"\n")
-            self.child.stdin.flush()
-        except OSError:
-            raise CandidateFailed(self._gone()) from None
+
+    def start(self, files: list[str], module: str, functions: list[str]) -> None:
+        self.send({"files": files, "module": module, "functions": functions})
+        ready = self.receive()
+        if "ready" not in ready:
+            raise CandidateFailed(str(ready.get("error", "the answer did not start")))
+
+    def call(self, name: str, args: tuple[Any, ...]) -> Any:
+        call = f"{name}({', '.join(short(a) for a in args)})"
+        self.last = ""
+        self.send({"function": name, "args": encode(list(args))})
         message = self.receive()
         if "value" not in message:
             raise CandidateFailed(f"{call} {message.get('error', 'gave no value')}")
@@ -162,6 +170,13 @@ class Candidate:
             raise CandidateFailed(f"{call} gave a reply that is not a value") from None
         self.last = f"{call} returned {short(value)}"
         return value
+
+    def send(self, message: dict[str, Any]) -> None:
+        try:
+            self.child.stdin.write(json.dumps(message).encode() + b"\n")
+            self.child.stdin.flush()
+        except OSError:
+            raise CandidateFailed(self._gone()) from None
 
     def receive(self) -> dict[str, Any]:
         line = self.child.stdout.readline(REPLY_LIMIT + 1)
@@ -177,49 +192,90 @@ class Candidate:
             raise CandidateFailed("the answer's process wrote something that is not a reply")
         return message
 
+    def close(self) -> None:
+        self.child.kill()
+        self.child.wait()
+
     def _gone(self) -> str:
         try:
             code = self.child.wait(timeout=1)
         except subprocess.TimeoutExpired:
             return "the answer's process closed its pipe to the judge"
         how = f"was killed ({signal.strsignal(-code)})" if code < 0 else f"exited ({code})"
-        return f"the answer's process {how} before check() was done"
+        return f"the answer's process {how} before the tests were done"
 
 
-def explain(exc: Exception, test: str, last: str) -> str:
-    """Which line of the test failed, how, and what the answer last returned."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == "test.py"]
-    where = f" at `{test.splitlines()[frames[-1].lineno - 1].strip()}`" if frames else ""
+def candidate(answer: Answer, name: str) -> Any:
+    """What the tests get as the function `name`: each call is a round trip to the child."""
+
+    def call(*args: Any) -> Any:
+        return answer.call(name, args)
+
+    call.__name__ = call.__qualname__ = name
+    return call
+
+
+def explain(exc: Exception, suite: dict[str, str], last: str) -> str:
+    """Which line of the tests failed, how, and what the answer last returned.
+
+    The line comes from the job's text, not the file of that name in the work dir, which
+    the answer may have written.
+    """
+    numbers = [line for frame, line in traceback.walk_tb(exc.__traceback__)
+               if frame.f_code.co_filename == suite["path"]]
+    where = f" at `{suite['text'].splitlines()[numbers[-1] - 1].strip()}`" if numbers else ""
     what = describe(exc) if str(exc) or not isinstance(exc, AssertionError) else "assertion failed"
     text = f"{what}{where}"
     return f"{text}; the last call {last}" if last else text
 
 
-def judge(job: dict[str, Any]) -> dict[str, Any]:
-    """Start the answer's process, then run the test's `check()` here against it."""
-    name = job["entry_point"]
-    child = subprocess.Popen([sys.executable, "-I", os.path.abspath(__file__), "serve", name],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             stderr=subprocess.DEVNULL)
-    candidate = Candidate(child, name)
+def failed(why: str) -> dict[str, Any]:
+    return {"passed": False, "reason": f"failed: {why}"[:REASON_LIMIT]}
+
+
+def run_test(call: str, namespace: dict[str, Any], suite: dict[str, str],
+             answer: Answer) -> dict[str, Any]:
+    """One test: evaluate its call; it passes if that returns at all."""
+    answer.last = ""
     try:
-        ready = candidate.receive()
-        if "ready" not in ready:
-            raise CandidateFailed(str(ready.get("error", "the answer did not start")))
-        namespace: dict[str, Any] = {"__name__": "problem"}
-        exec(compile(job["prompt"], PROBLEM, "exec"), namespace)
-        namespace[name] = candidate  # HumanEval/33's test calls the function by its name
-        exec(compile(job["test"], "test.py", "exec"), namespace)
-        namespace["check"](candidate)
+        eval(call, namespace)
     except CandidateFailed as exc:
-        return {"passed": False, "reason": f"failed: {exc}"[:REASON_LIMIT]}
+        return failed(str(exc))
     except Exception as exc:  # an assertion, or whatever the test raised on the values it got
-        return {"passed": False,
-                "reason": f"failed: {explain(exc, job['test'], candidate.last)}"[:REASON_LIMIT]}
+        return failed(explain(exc, suite, answer.last))
+    return {"passed": True, "reason": f"passed: {call} returned without an error"}
+
+
+def setup(job: dict[str, Any], answer: Answer) -> dict[str, Any]:
+    """Start the answer, then load the tests: the namespace their calls run in."""
+    answer.start(list(job["files"]), job["module"], job["functions"])
+    functions = {name: candidate(answer, name) for name in job["functions"]}
+    module = types.ModuleType(job["module"])
+    vars(module).update(functions)
+    sys.modules[job["module"]] = module  # so the tests can import the functions
+    namespace: dict[str, Any] = {"__name__": "tests"}
+    for source in job["prelude"]:
+        exec(compile(source["text"], source["path"], "exec"), namespace)
+    namespace.update(functions)  # the answer's, not the prelude's stubs
+    exec(compile(job["suite"]["text"], job["suite"]["path"], "exec"), namespace)
+    return namespace
+
+
+def judge(job: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every test's verdict, each run here against the answer's process, in order."""
+    answer = Answer()
+    try:
+        try:
+            namespace = setup(job, answer)
+        except CandidateFailed as exc:
+            return {test: failed(str(exc)) for test in job["tests"]}
+        except Exception as exc:  # the tests themselves did not load
+            return {test: failed(f"the tests did not load: {describe(exc)}")
+                    for test in job["tests"]}
+        return {test: run_test(call, namespace, job["suite"], answer)
+                for test, call in job["tests"].items()}
     finally:
-        child.kill()
-        child.wait()
-    return {"passed": True, "reason": f"passed: check({name}) returned without an error"}
+        answer.close()
 
 
 def secure() -> None:
@@ -233,13 +289,13 @@ def secure() -> None:
 
 def main() -> None:
     if sys.argv[1:2] == ["serve"]:
-        serve(sys.argv[2])
+        serve()
         return
     secure()
     with open(JOB, encoding="utf-8") as f:
         job = json.load(f)
     os.unlink(JOB)
-    verdict = judge(job)
+    verdict = {"results": judge(job)}
     sys.stdout.write(f"{job['key']} {json.dumps(verdict)}\n")
     sys.stdout.flush()
 
