@@ -11,12 +11,16 @@ an ancestor's subtree contains i, a sibling's ended before i began, a descendant
 after i. So the mask of any block of queries can be built on the fly from `end`.
 
 Design: chunked queries under activation checkpointing. Queries are taken in blocks of
-`BLOCK` rows; block [a, b) only sees keys before b, so it attends to K[:b] with a
-[b - a, b] boolean mask built from `end`. Each block runs SDPA (on CPU its fused flash
-kernel takes the boolean mask and `enable_gqa`), under `torch.utils.checkpoint`: the
-forward keeps only the block's output, and backward rebuilds one block's mask (and, on an
-unfused kernel, its scores) at a time. So O(T) is kept and O(BLOCK * T) is transient,
-for the price of recomputing each block's attention once in backward. The other options:
+`BLOCK` rows. Block [a, b) can only see its own keys and the keys before a whose subtree
+is still open at a (`end[j] > a`): the ancestors of query a, which include every
+ancestor the block's later queries have before a. So it gathers just those keys, the
+block's root-to-here path rather than all of K[:b], and masks them with a boolean mask
+built from `end`. On a bushy tree that is the difference between attending over a path
+and over the whole packed sequence. Each block runs SDPA (`enable_gqa` for grouped
+heads), under `torch.utils.checkpoint`: the forward keeps only the block's output, and
+backward rebuilds one block's keys and mask (and, on an unfused kernel, its scores) at a
+time. So O(T) is kept and O(BLOCK * path) is transient, for the price of recomputing
+each block's attention once in backward. The other options:
 - flex_attention (torch 2.13) has no backward on CPU at all ("FlexAttention does not
   support backward on CPU"), so it cannot train there; on CUDA it needs torch.compile.
 - a prefix/suffix cascade is exact only for a shared prompt over flat branches; deep
@@ -45,19 +49,29 @@ NAME = "treegym_tree"
 BLOCK = 512  # query rows per block: [BLOCK, T] scores per head live at once
 
 
-def block_mask(end: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-    """[stop - start, stop] bool: query start + r may attend to key c (`c <= q < end[c]`)."""
+def block_keys(end: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """Positions of the only keys queries [start, stop) can see: those before `start`
+    whose subtree is open at `start`, then the block's own."""
+    before = torch.nonzero(end[:start] > start).squeeze(-1)
+    return torch.cat([before, torch.arange(start, stop, device=end.device)])
+
+
+def block_mask(end: torch.Tensor, start: int, stop: int,
+               keys: torch.Tensor | None = None) -> torch.Tensor:
+    """[stop - start, len(keys)] bool: query start + r may attend to key keys[c]
+    (`k <= q < end[k]`); `keys` defaults to every position before `stop`."""
     q = torch.arange(start, stop, device=end.device)[:, None]
-    k = torch.arange(stop, device=end.device)[None, :]
-    return (k <= q) & (q < end[None, :stop])
+    k = torch.arange(stop, device=end.device) if keys is None else keys
+    return (k[None, :] <= q) & (q < end[k][None, :])
 
 
 def _block(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, end: torch.Tensor,
            start: int, dropout: float, scaling: float | None, gqa: bool) -> torch.Tensor:
-    """Attention of query rows [start, start + len) over the keys before their end."""
+    """Attention of query rows [start, start + len) over the keys they can see."""
     stop = start + query.shape[2]
+    keys = block_keys(end, start, stop)
     return F.scaled_dot_product_attention(
-        query, key[:, :, :stop], value[:, :, :stop], attn_mask=block_mask(end, start, stop),
+        query, key[:, :, keys], value[:, :, keys], attn_mask=block_mask(end, start, stop, keys),
         dropout_p=dropout, scale=scaling, enable_gqa=gqa)
 
 
