@@ -38,7 +38,14 @@ _SYS_MOVE_MOUNT = 429
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
+PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
+
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+_SYS_OPENAT2 = 437  # the same number on every architecture (added in Linux 5.6)
 
 # pivot_root has no glibc wrapper; its number differs between architectures.
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
@@ -101,6 +108,23 @@ def attach_tree(fd: int, target: str) -> None:
     """Attach a tree from `clone_tree` at `target` (move_mount(2))."""
     ret = int(_libc.syscall(_SYS_MOVE_MOUNT, fd, b"", -100, _b(target), MOVE_MOUNT_F_EMPTY_PATH))
     _check(ret, f"move_mount to {target}")
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
+                ("resolve", ctypes.c_uint64)]
+
+
+def openat2(dirfd: int, path: str, flags: int, mode: int, resolve: int) -> int:
+    """openat2(2): open `path` under `dirfd` with the kernel enforcing `resolve`; errors
+    carry the errno (ELOOP for a symlink, EXDEV for a way out) for the caller to name."""
+    how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
+    fd = int(_libc.syscall(_SYS_OPENAT2, dirfd, _b(path), ctypes.byref(how),
+                           ctypes.sizeof(how)))
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), path)
+    return fd
 
 
 def prctl(option: int, arg: int = 0) -> None:

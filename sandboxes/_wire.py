@@ -3,23 +3,51 @@
 One message is a JSON header plus an optional raw blob (file contents travel as bytes,
 never as base64) and, on `fork`, one file descriptor passed with SCM_RIGHTS: the new
 branch's end of a fresh socketpair. Stdlib only, because the worker imports it too.
+
+The host reads what the worker sends as hostile: the worker runs agent code, which can
+write anything to the channel. So `recv` takes a `Bounds`: one deadline for the whole
+message (a peer that trickles a byte a second is still cut off), caps on the header and
+blob lengths it claims, and whether descriptors are expected at all. Descriptors arrive
+close-on-exec and any not expected are closed at once, so a flood cannot pin memory or
+exhaust the host's table. Every breach raises `WireError`, which the host treats as the
+branch being dead.
 """
 
 from __future__ import annotations
 
 import array
 import json
+import os
 import socket
 import struct
+import time
 from typing import Any, NamedTuple
 
 _HEAD = struct.Struct("!II")
 _MAX_FDS = 4
 _UCRED = struct.Struct("iII")
+_FD_SIZE = array.array("i").itemsize
+_ANC_SIZE = socket.CMSG_SPACE(_MAX_FDS * _FD_SIZE) + socket.CMSG_SPACE(_UCRED.size)
 
 
 class WireClosed(EOFError):
     """The peer closed the socket or died mid-message."""
+
+
+class WireError(ValueError):
+    """The peer broke the protocol: too slow, too long, malformed, or unexpected fds."""
+
+
+class Bounds(NamedTuple):
+    """What a reader accepts; the defaults trust the peer (the worker reading the host)."""
+
+    deadline: float | None = None  # time.monotonic() by which the whole message is in
+    max_header: int = 1 << 62
+    max_blob: int = 1 << 62
+    fds: bool = True  # whether the message may carry descriptors
+
+
+TRUSTED = Bounds()
 
 
 def send(sock: socket.socket, header: dict[str, Any], blob: bytes = b"",
@@ -43,31 +71,67 @@ class Message(NamedTuple):
     """The sender's pid in the receiver's pid namespace, when SO_PASSCRED is on."""
 
 
-def _recv_exact(sock: socket.socket, n: int, fds: list[int], pids: list[int]) -> bytes:
-    buf = bytearray()
-    fd_size = array.array("i").itemsize
-    anc_size = socket.CMSG_SPACE(_MAX_FDS * fd_size) + socket.CMSG_SPACE(_UCRED.size)
-    while len(buf) < n:
-        data, anc, _flags, _addr = sock.recvmsg(min(n - len(buf), 1 << 20), anc_size)
-        if not data:
-            raise WireClosed("sandbox channel closed")
+class _Reader:
+    """One message's worth of reads under one set of bounds."""
+
+    def __init__(self, sock: socket.socket, bounds: Bounds) -> None:
+        self.sock, self.bounds = sock, bounds
+        self.fds: list[int] = []
+        self.pids: list[int] = []
+
+    def exact(self, n: int) -> bytes:
+        buf = bytearray()
+        while len(buf) < n:
+            if self.bounds.deadline is not None:
+                left = self.bounds.deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("the sandbox's reply did not arrive in time")
+                self.sock.settimeout(left)
+            data, anc, _flags, _addr = self.sock.recvmsg(
+                min(n - len(buf), 1 << 20), _ANC_SIZE, socket.MSG_CMSG_CLOEXEC)
+            self._ancillary(anc)
+            if not data:
+                raise WireClosed("sandbox channel closed")
+            buf += data
+        return bytes(buf)
+
+    def _ancillary(self, anc: list[tuple[int, int, bytes]]) -> None:
         for level, kind, payload in anc:
             if level != socket.SOL_SOCKET:
                 continue
             if kind == socket.SCM_RIGHTS:
                 got = array.array("i")
-                got.frombytes(payload[: len(payload) - len(payload) % fd_size])
-                fds.extend(got)
+                got.frombytes(payload[: len(payload) - len(payload) % _FD_SIZE])
+                self.fds.extend(got)
             elif kind == socket.SCM_CREDENTIALS:
-                pids.append(_UCRED.unpack(payload[: _UCRED.size])[0])
-        buf += data
-    return bytes(buf)
+                self.pids.append(_UCRED.unpack(payload[: _UCRED.size])[0])
+
+    def close_fds(self) -> None:
+        for fd in self.fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.fds = []
 
 
-def recv(sock: socket.socket) -> Message:
-    fds: list[int] = []
-    pids: list[int] = []
-    head_len, blob_len = _HEAD.unpack(_recv_exact(sock, _HEAD.size, fds, pids))
-    header = json.loads(_recv_exact(sock, head_len, fds, pids))
-    blob = _recv_exact(sock, blob_len, fds, pids) if blob_len else b""
-    return Message(header, blob, fds, pids[0] if pids else None)
+def recv(sock: socket.socket, bounds: Bounds = TRUSTED) -> Message:
+    reader = _Reader(sock, bounds)
+    try:
+        head_len, blob_len = _HEAD.unpack(reader.exact(_HEAD.size))
+        if head_len > bounds.max_header or blob_len > bounds.max_blob:
+            raise WireError(f"the sandbox claimed a {head_len} B header and a {blob_len} B "
+                            f"blob (caps {bounds.max_header} and {bounds.max_blob})")
+        try:
+            header = json.loads(reader.exact(head_len))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise WireError(f"the sandbox sent a malformed header ({e})") from None
+        if not isinstance(header, dict):
+            raise WireError(f"the sandbox sent a {type(header).__name__} header, not an object")
+        blob = reader.exact(blob_len) if blob_len else b""
+        if reader.fds and not bounds.fds:
+            raise WireError(f"the sandbox sent {len(reader.fds)} unexpected descriptors")
+    except BaseException:
+        reader.close_fds()
+        raise
+    return Message(header, blob, reader.fds, reader.pids[0] if reader.pids else None)

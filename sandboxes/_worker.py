@@ -16,6 +16,7 @@ process tree) with rlimits, without capabilities, and without the layer store mo
 from __future__ import annotations
 
 import ast
+import errno
 import io
 import json
 import os
@@ -31,6 +32,7 @@ import types
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _files  # noqa: E402
 import _linux as L  # noqa: E402
 import _wire  # noqa: E402
 import _world  # noqa: E402
@@ -44,6 +46,7 @@ _NAMESPACES = (L.CLONE_NEWUSER | L.CLONE_NEWNS | L.CLONE_NEWPID | L.CLONE_NEWNET
 _ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME": _world.WORKDIR,
         "USER": "agent", "LOGNAME": "agent", "LANG": "C.UTF-8", "TERM": "dumb",
         "SHELL": "/bin/bash", "TMPDIR": "/tmp"}
+TREE_UIDS = 1 << 30  # host uids of local trees: this + the bootstrap's host pid
 _MEMORY_HINTS = ("MemoryError", "Cannot allocate memory", "std::bad_alloc", "memory exhausted",
                  "Out of memory")
 _PROCESS_HINTS = ("fork: retry", "fork: Resource temporarily unavailable",
@@ -126,6 +129,18 @@ class Worker:
             _wire.send(self.chan, reply, blob)
 
     def _reap(self) -> None:
+        """Collect dead branches and, unless calls may leave processes behind (whose
+        owners would then lose their exit status), every other dead child: as a child
+        subreaper the worker adopts what a python() call's processes orphaned."""
+        if not self.limits["background"]:
+            while True:
+                try:
+                    pid, _ = os.waitpid(-1, os.WNOHANG)
+                except ChildProcessError:
+                    break
+                if not pid:
+                    break
+                self.children.discard(pid)
         for pid in list(self.children):
             try:
                 done, _ = os.waitpid(pid, os.WNOHANG)
@@ -137,28 +152,16 @@ class Worker:
     def op_ping(self, msg: _wire.Message) -> tuple[dict[str, Any], bytes]:
         return {"pid": os.getpid(), "method": self.world.method}, b""
 
-    # -- files ----------------------------------------------------------------------
-    def _resolve(self, path: str, must_exist: bool) -> str:
-        full = os.path.normpath(os.path.join(_world.WORKDIR, path))
-        real = os.path.realpath(full if must_exist else os.path.dirname(full))
-        if not _inside(full) or not _inside(real):
-            raise PermissionError(f"path {path!r} is outside the sandbox's work dir "
-                                  f"{_world.WORKDIR}")
-        return full
-
+    # -- files (see _files.py) -------------------------------------------------------
     def op_write(self, msg: _wire.Message) -> tuple[dict[str, Any], bytes]:
-        path = self._resolve(msg.header["path"], must_exist=False)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "wb") as f:
-            f.write(msg.blob)
+        _files.write(msg.header["path"], msg.blob)
         return {}, b""
 
     def op_read(self, msg: _wire.Message) -> tuple[dict[str, Any], bytes]:
-        with open(self._resolve(msg.header["path"], must_exist=True), "rb") as f:
-            return {}, f.read()
+        return {}, _files.read(msg.header["path"], self.limits["max_file_mb"] << 20)
 
     def op_listdir(self, msg: _wire.Message) -> tuple[dict[str, Any], bytes]:
-        return {"names": sorted(os.listdir(self._resolve(msg.header["path"], True)))}, b""
+        return {"names": _files.listdir(msg.header["path"])}, b""
 
     # -- the persistent interpreter -------------------------------------------------
     def op_python(self, msg: _wire.Message) -> tuple[dict[str, Any], bytes]:
@@ -203,7 +206,7 @@ class Worker:
             sys.stdout, sys.stderr = saved
             resource.setrlimit(resource.RLIMIT_NPROC, (nproc_hard, nproc_hard))
             resource.setrlimit(resource.RLIMIT_CPU, (resource.RLIM_INFINITY,) * 2)
-        if limit is not None:
+        if limit is not None or not self.limits["background"]:
             self._kill_spawned_since(children_before)
         return {
             "stdout": _read_capture(1, cap), "stderr": _read_capture(2, cap), "exit_code": code,
@@ -214,10 +217,13 @@ class Worker:
         }, b""
 
     def _kill_spawned_since(self, children_before: set[int]) -> None:
-        """A call stopped by a limit takes the processes it started down with it, as a
-        timed-out command does; what earlier calls left running, and other branches'
-        workers (children from before the call, with everything below them), are left
-        alone. Repeated because a fork bomb keeps making new ones."""
+        """A call takes the processes it started down with it when it ends, as a command
+        does: one left running would escape the call's time and CPU limits. Only with
+        `background` on do they outlive a call that ended normally. Other branches'
+        workers and what earlier calls left (children from before the call, with
+        everything below them) are spared. Double-forked daemons are found too, because
+        the worker is a child subreaper. Repeated because a fork bomb keeps making new
+        ones."""
         for _ in range(100):
             spawned = L.descendants(os.getpid(), children_before)
             if not spawned:
@@ -301,6 +307,7 @@ class Worker:
         self.children = set()
         try:
             os.setpgid(0, 0)
+            L.prctl(L.PR_SET_CHILD_SUBREAPER, 1)  # not inherited across fork
             L.unshare(L.CLONE_NEWNS)
             self.world.enter_child(copied)
             self._new_capture()
@@ -396,10 +403,6 @@ def _exec_command(cmd: str, out_w: int, err_w: int, nproc: int, limits: dict[str
         os._exit(127)
 
 
-def _inside(path: str) -> bool:
-    return path == _world.WORKDIR or path.startswith(_world.WORKDIR + "/")
-
-
 def _close(fd: int) -> None:
     try:
         os.close(fd)
@@ -427,12 +430,18 @@ def _set_limits(limits: dict[str, Any]) -> None:
 
 
 # -- bootstrap ----------------------------------------------------------------------
-def _enter_namespaces(sandbox_uid: int, network: bool) -> None:
+def _enter_namespaces(sandbox_uid: int | None, network: bool) -> None:
     """Own user, mount, pid, net, ipc and uts namespaces; one uid mapped, never host root.
 
-    A new network namespace has only a downed loopback: no route, no DNS, and nothing
-    listening inside is reachable from the host. `network=True` keeps the host's.
+    Run as root, the tree takes a host uid of its own (`sandbox_uid`, by default
+    TREE_UIDS + this bootstrap's pid, unique among live trees): the kernel counts user
+    namespaces, inotify instances and keys per uid, so a tree that exhausts its quotas
+    exhausts only its own. A new network namespace has only a downed loopback: no route,
+    no DNS, and nothing listening inside is reachable from the host. `network=True` keeps
+    the host's.
     """
+    if sandbox_uid is None:
+        sandbox_uid = TREE_UIDS + os.getpid()
     if os.geteuid() == 0:
         os.setgroups([])
         os.setresgid(sandbox_uid, sandbox_uid, sandbox_uid)
@@ -447,6 +456,20 @@ def _enter_namespaces(sandbox_uid: int, network: bool) -> None:
     socket.sethostname("sandbox")
 
 
+def _namespace_error(e: OSError) -> str:
+    """ENOSPC means user namespaces are off (a quota of 0) or the quota is used up."""
+    why = f"cannot create the sandbox namespaces: {e}"
+    if e.errno != errno.ENOSPC:
+        return why
+    with open("/proc/sys/user/max_user_namespaces") as f:
+        quota = int(f.read())
+    if quota == 0:
+        return f"{why}: user namespaces are disabled here (user.max_user_namespaces = 0)"
+    return (f"{why}: uid {os.getuid()} has no user namespace left: its quota "
+            f"(user.max_user_namespaces = {quota} here, or a lower one in an enclosing "
+            "namespace) is used up by other processes of that uid; close them or raise it")
+
+
 def main() -> None:
     cfg = json.loads(sys.argv[1])
     chan = socket.socket(fileno=cfg["chan_fd"])
@@ -455,8 +478,8 @@ def main() -> None:
         os._exit(1)
     try:
         _enter_namespaces(cfg["sandbox_uid"], cfg["network"])
-    except BaseException as e:  # noqa: B036 - the host must hear why
-        _wire.send(chan, {"error": f"cannot create the sandbox namespaces: {e}"})
+    except OSError as e:  # the host must hear why
+        _wire.send(chan, {"error": _namespace_error(e)})
         raise SystemExit(1) from None
     init = os.fork()
     if init:
@@ -473,6 +496,7 @@ def main() -> None:
         chan.close()
         _reap_forever()
     os.setpgid(0, 0)
+    L.prctl(L.PR_SET_CHILD_SUBREAPER, 1)
     world = _world.World(ro_dirs, cfg["method"], cfg["squash_at"])
     try:
         L.unshare(L.CLONE_NEWNS)

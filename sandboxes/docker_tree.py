@@ -29,6 +29,7 @@ import functools
 import io
 import json
 import os
+import secrets
 import shutil
 import socket
 import tarfile
@@ -38,10 +39,13 @@ from typing import Any
 
 from .base import Capabilities, SandboxError, SandboxLimits
 from .docker import LABEL, OWNER_LABEL, _sweep_once, owner_id
-from .docker_image import AGENT_UID, docker_client, ensure_image
+from .docker_image import docker_client, ensure_image
 from .local import _ISOLATION, LocalSandbox, _Tree, worker_config
 
-WORKER_FILES = ("_worker.py", "_world.py", "_wire.py", "_linux.py")
+WORKER_FILES = ("_worker.py", "_world.py", "_wire.py", "_linux.py", "_files.py")
+# Host uids of docker trees, one drawn at random per container: its pids are the
+# container's own, so the local rule (a base plus the bootstrap's pid) would collide.
+DOCKER_TREE_UIDS = (1 << 30) + (1 << 23)
 WORKER_DIR = "/opt/treegym"
 RENDEZVOUS = "/run/treegym"
 SOCKET_NAME = "host.sock"
@@ -86,8 +90,8 @@ class DockerTreeSandbox(LocalSandbox):
 
     Options as for `LocalSandbox` (`fork_method` "overlayfs" or "copy", `disk_mb`,
     `squash_every`, `max_tree_processes`, limits and their keyword overrides), plus
-    `image`, `client` and `tree_memory_mb`: the container's memory cgroup, shared by every
-    branch of the tree and by its in-memory layer store.
+    `image`, `client`, `tree_memory_mb` (the container's memory cgroup, shared by every
+    branch of the tree and by its in-memory layer store) and `tree_cpus` (its CPU cores).
     """
 
     def __init__(
@@ -101,12 +105,14 @@ class DockerTreeSandbox(LocalSandbox):
         squash_every: int = 32,
         max_tree_processes: int = 1024,
         tree_memory_mb: int = 4096,
+        tree_cpus: float | None = 2.0,
         start_timeout: float = 60.0,
         **limit_fields: Any,
     ) -> None:
         self.limits = SandboxLimits.merge(limits, limit_fields)
+        uid = DOCKER_TREE_UIDS + secrets.randbelow(1 << 28)
         config = worker_config(self.limits, fork_method, disk_mb, squash_every,
-                               max_tree_processes, AGENT_UID)
+                               max_tree_processes, uid)
         client = client or docker_client()
         _sweep_once(client)
         image = image or ensure_image(client=client)
@@ -116,7 +122,7 @@ class DockerTreeSandbox(LocalSandbox):
         try:
             listener = _listen(rendezvous / SOCKET_NAME)
             container_id = _start_container(client, image, self.limits, rendezvous, config,
-                                            max_tree_processes, tree_memory_mb)
+                                            max_tree_processes, tree_memory_mb, tree_cpus, uid)
             with listener:
                 listener.settimeout(start_timeout)
                 chan = _accept(listener, client, container_id)
@@ -132,6 +138,7 @@ class DockerTreeSandbox(LocalSandbox):
             raise
         self.container_id = container_id
         self._tree_cap = "the container's memory cgroup"
+        self._tree_isolation = ["uid-per-tree"] + (["cpu-cgroup"] if tree_cpus else [])
         self._attach_root(_Tree(functools.partial(_stop_tree, client, container_id, life)),
                           chan, start_timeout)
 
@@ -165,8 +172,10 @@ def _listen(path: Path) -> socket.socket:
 
 def _start_container(client: Any, image: str, limits: SandboxLimits, rendezvous: Path,
                      config: dict[str, Any], max_tree_processes: int,
-                     tree_memory_mb: int) -> str:
-    """Create the tree's container, copy the worker in, and start it."""
+                     tree_memory_mb: int, tree_cpus: float | None, uid: int) -> str:
+    """Create the tree's container, copy the worker in, and start it, as host uid `uid`:
+    the kernel counts user namespaces, inotify instances and keys per uid, so each
+    tree's quotas are its own."""
     api = client.api
     memory = f"{tree_memory_mb}m"
     fsize = limits.max_file_mb << 20
@@ -178,6 +187,7 @@ def _start_container(client: Any, image: str, limits: SandboxLimits, rendezvous:
         mem_limit=memory,
         memswap_limit=memory,
         pids_limit=max_tree_processes + HOUSEKEEPING_PIDS,
+        nano_cpus=int(tree_cpus * 1e9) if tree_cpus else None,
         ulimits=[{"Name": "fsize", "Soft": fsize, "Hard": fsize},
                  {"Name": "core", "Soft": 0, "Hard": 0}],
         binds={str(rendezvous): {"bind": RENDEZVOUS, "mode": "rw"}},
@@ -195,7 +205,7 @@ def _start_container(client: Any, image: str, limits: SandboxLimits, rendezvous:
     container_id = api.create_container(
         image,
         command=["python3", "-I", "-S", "-c", BOOT, json.dumps(config)],
-        user=f"{AGENT_UID}:{AGENT_UID}",
+        user=f"{uid}:{uid}",
         working_dir="/",
         hostname="sandbox",
         network_disabled=not limits.network,

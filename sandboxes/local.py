@@ -30,10 +30,13 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from pydantic import ValidationError
 
 from . import _wire
 from ._cgroup import TreeCgroup
@@ -52,6 +55,8 @@ WORKER = Path(__file__).with_name("_worker.py")
 WORKDIR = "/home/agent"
 FORK_METHODS = ("overlayfs", "copy")
 _GRACE = 3.0  # seconds the host waits beyond a call's own timeout before killing the worker
+_HELLO_BYTES = 4096
+_LISTING_BYTES = 16 << 20  # of file names in one listdir reply
 _PIDFD_SIGNAL_PROCESS_GROUP = 4
 _WAY_OUT = ("where user namespaces are off, open_sandbox('docker', fork_method='commit') "
             "needs none (it forks files, not interpreter memory)")
@@ -59,7 +64,7 @@ _ISOLATION = ["user-ns", "mount-ns", "pid-ns", "ipc-ns", "uts-ns", "rlimits", "n
 
 
 def worker_config(limits: SandboxLimits, fork_method: str, disk_mb: int, squash_every: int,
-                  max_tree_processes: int, sandbox_uid: int) -> dict[str, Any]:
+                  max_tree_processes: int, sandbox_uid: int | None) -> dict[str, Any]:
     """What `_worker.py` is told at start, wherever it runs (here or in a container)."""
     if fork_method not in FORK_METHODS:
         raise SandboxError(f"fork_method must be one of {FORK_METHODS}, not {fork_method!r}")
@@ -77,10 +82,14 @@ class _Tree:
     reaps it, for a tree inside a container it also removes the container.
     """
 
-    def __init__(self, stop: Callable[[], None]) -> None:
+    def __init__(self, stop: Callable[[], None], cgroup: TreeCgroup | None = None) -> None:
         self._stop: Callable[[], None] | None = stop
+        self.cgroup = cgroup
         self.members = 0
         self.lock = threading.Lock()
+
+    def oom_kills(self) -> int:
+        return self.cgroup.oom_kills() if self.cgroup is not None else 0
 
     def join(self) -> None:
         with self.lock:
@@ -120,6 +129,7 @@ class _Worker:
         self.sock = sock
         self.pidfd = os.pidfd_open(pid)
         self.stopped = False
+        self.oom_kills = tree.oom_kills()  # so a later kill can be pinned on this branch
         tree.join()
 
     def stop(self) -> None:
@@ -148,9 +158,11 @@ class LocalSandbox(Sandbox):
     tree's in-memory layer store), `squash_every` (overlay depth that triggers a squash),
     `max_tree_processes` (a hard cap on processes in one tree, all branches together),
     `tree_memory_mb` (the tree's memory cgroup, processes and layer store together,
-    where this process may make one: see _cgroup.py), `sandbox_uid` (the host uid the
-    sandbox runs as when the host process is root) and `python` (the interpreter, which
-    must live under /usr to be visible inside).
+    where this process may make one: see _cgroup.py), `tree_cpus` (the CPU cores that
+    cgroup allows the tree; None: no cap), `sandbox_uid` (the host uid the sandbox runs
+    as when the host process is root; by default one of its own per tree, so one tree's
+    per-uid kernel quotas are not another's) and `python` (the interpreter, which must
+    live under /usr to be visible inside).
     """
 
     def __init__(
@@ -162,7 +174,8 @@ class LocalSandbox(Sandbox):
         squash_every: int = 32,
         max_tree_processes: int = 1024,
         tree_memory_mb: int = 4096,
-        sandbox_uid: int = 65534,
+        tree_cpus: float | None = 2.0,
+        sandbox_uid: int | None = None,
         python: str = "/usr/bin/python3",
         start_timeout: float = 30.0,
         **limit_fields: Any,
@@ -188,8 +201,8 @@ class LocalSandbox(Sandbox):
         finally:
             worker_end.close()
             os.close(life_r)
-        cgroup = TreeCgroup.create(tree_memory_mb, max_tree_processes)
-        tree = _Tree(functools.partial(_stop_bootstrap, proc, life_w, cgroup))
+        cgroup = TreeCgroup.create(tree_memory_mb, max_tree_processes, tree_cpus)
+        tree = _Tree(functools.partial(_stop_bootstrap, proc, life_w, cgroup), cgroup)
         try:
             if cgroup is not None:
                 cgroup.add(proc.pid)  # before the go byte: the bootstrap has not forked yet
@@ -199,6 +212,9 @@ class LocalSandbox(Sandbox):
             tree.kill()
             raise
         self._tree_cap = "a memory cgroup for the tree" if cgroup else None
+        self._tree_isolation = (["memory-cgroup", "pids-cgroup"] if cgroup else []) + (
+            ["cpu-cgroup"] if cgroup and cgroup.cpu else []) + (
+            ["uid-per-tree"] if os.geteuid() == 0 and sandbox_uid is None else [])
         self._attach_root(tree, host_end, start_timeout)
 
     def _attach_root(self, tree: _Tree, sock: socket.socket, start_timeout: float) -> None:
@@ -212,17 +228,18 @@ class LocalSandbox(Sandbox):
 
     def _attach(self, tree: _Tree, sock: socket.socket, start_timeout: float) -> None:
         """Wait for a worker's hello; its credentials tell us its pid in our namespace."""
-        sock.settimeout(start_timeout)
+        bounds = _wire.Bounds(time.monotonic() + start_timeout, _HELLO_BYTES, 0, fds=False)
         try:
-            hello = _wire.recv(sock)
-        except (TimeoutError, _wire.WireClosed, OSError) as e:
+            hello = _wire.recv(sock, bounds)
+        except (TimeoutError, _wire.WireClosed, _wire.WireError, OSError) as e:
             raise SandboxError(f"the sandbox worker did not start ({e or type(e).__name__}); "
                                f"user namespaces may be disabled on this host; {_WAY_OUT}"
                                ) from e
         if "error" in hello.header:
             raise SandboxError(f"{hello.header['error']}; {_WAY_OUT}")
-        if hello.sender_pid is None:
-            raise SandboxError("the sandbox worker's hello carried no credentials")
+        if hello.sender_pid is None or not isinstance(hello.header.get("method"), str):
+            raise SandboxError("the sandbox worker's hello was malformed or carried no "
+                               "credentials")
         self._start_timeout = start_timeout
         self._method: str = hello.header["method"]
         self._lock = threading.Lock()
@@ -237,7 +254,7 @@ class LocalSandbox(Sandbox):
         return Capabilities(
             backend="local", forks_files=True, forks_memory=True, fork_method=self._method,
             isolation=_ISOLATION + ([] if self.limits.network else ["net-ns"])
-            + (["memory-cgroup", "pids-cgroup"] if self._tree_cap else []),
+            + self._tree_isolation,
             notes=("fork = os.fork of the worker + " + (
                 "a new overlayfs upper layer per side (O(1) in workspace size)" if overlay
                 else "cp -a of the root (slower; grows with the workspace)"))
@@ -279,6 +296,7 @@ class LocalSandbox(Sandbox):
         child = object.__new__(type(self))
         child.limits = self.limits
         child._tree_cap = self._tree_cap
+        child._tree_isolation = self._tree_isolation
         try:
             child._attach(self._worker.tree, host_end, self._start_timeout)
         except BaseException:
@@ -304,25 +322,39 @@ class LocalSandbox(Sandbox):
             return ExecResult(stderr=f"killed: the sandbox did not stop within {seconds:g} s "
                               f"(+{_GRACE:g} s grace) and was shut down",
                               exit_code=137, timed_out=True, seconds=seconds + _GRACE)
-        return ExecResult(**reply.header)
+        cap = self.limits.max_output_bytes
+        try:
+            result = ExecResult.model_validate(reply.header, strict=True)
+        except ValidationError as e:
+            raise self._broken(f"a malformed result ({e.error_count()} bad fields)") from None
+        if len(result.stdout) > cap or len(result.stderr) > cap:
+            raise self._broken(f"more output than the {cap} B cap")
+        return result
 
     def _call(self, header: dict[str, Any], blob: bytes = b"", fds: tuple[int, ...] = (),
               wait: float | None = None) -> _wire.Message:
+        """One request and its reply, all of it within `wait` seconds (default: the
+        limits' timeout plus grace); a reply that breaks the protocol kills the branch."""
+        seconds = self.limits.timeout + _GRACE if wait is None else wait
+        blob_cap = self.limits.max_file_mb << 20 if header["op"] == "read" else 0
+        bounds = _wire.Bounds(time.monotonic() + seconds, self._max_header(), blob_cap,
+                              fds=False)
         with self._lock:
             if self._dead is not None:
                 raise SandboxDead(f"sandbox is dead: {self._dead}")
             if self._worker.stopped:
                 raise SandboxDead("sandbox is closed")
             sock = self._worker.sock
-            sock.settimeout(self.limits.timeout + _GRACE if wait is None else wait)
             try:
                 _wire.send(sock, header, blob, fds)
-                reply = _wire.recv(sock)
+                reply = _wire.recv(sock, bounds)
             except TimeoutError:
                 self._die("it did not answer in time and was killed")
                 raise _Unresponsive() from None
+            except _wire.WireError as e:
+                raise self._broken(str(e)) from None
             except (_wire.WireClosed, OSError) as e:
-                self._die("its worker exited (killed, crashed, or the code it ran ended it)")
+                self._die(self._death_reason())
                 raise SandboxDead(f"sandbox is dead: {self._dead}") from e
             except BaseException:  # KeyboardInterrupt mid-call: the channel is out of step
                 self._die("a call was interrupted")
@@ -330,9 +362,26 @@ class LocalSandbox(Sandbox):
         if "error" in reply.header:
             limit = reply.header.get("limit")
             if limit:
-                raise LimitExceeded(limit, f"{reply.header['error']} (limit: {limit})")
-            raise SandboxError(reply.header["error"])
+                raise LimitExceeded(str(limit), f"{reply.header['error']} (limit: {limit})")
+            raise SandboxError(str(reply.header["error"]))
         return reply
+
+    def _max_header(self) -> int:
+        """Two captured streams, each char JSON-escaped to at most 6 bytes, plus room for
+        a listing; anything claiming more is not a worker's honest reply."""
+        return 12 * self.limits.max_output_bytes + _LISTING_BYTES
+
+    def _broken(self, what: str) -> SandboxDead:
+        """Kill a branch whose channel carried something no honest worker sends."""
+        self._die(f"its channel broke the protocol ({what}); code in the sandbox may have "
+                  "tampered with it")
+        return SandboxDead(f"sandbox is dead: {self._dead}")
+
+    def _death_reason(self) -> str:
+        if self._worker.tree.oom_kills() > self._worker.oom_kills:
+            return ("the tree's memory cgroup killed it: the tree ran out of its "
+                    "tree_memory_mb")
+        return "its worker exited (killed, crashed, or the code it ran ended it)"
 
     def _die(self, reason: str) -> None:
         self._dead = reason

@@ -145,16 +145,49 @@ def test_layer_store_is_hidden_from_commands(sb: LocalSandbox) -> None:
     assert sb.run("ls /proc/*/root/.tg/l /proc/*/cwd/../../.tg/l 2>/dev/null").stdout == ""
 
 
-def test_a_python_call_stopped_by_a_limit_takes_its_processes_along(sb: LocalSandbox) -> None:
+def _processes(sb: LocalSandbox) -> str:
+    return sb.python("import os\nfor p in os.listdir('/proc'):\n    if p.isdigit():\n"
+                     "        print(open(f'/proc/{p}/cmdline').read().replace('\\0', ' '))"
+                     ).stdout
+
+
+def test_a_python_call_takes_its_processes_along_even_daemons(sb: LocalSandbox) -> None:
+    """A process that outlived its call would escape the call's time and CPU limits: here a
+    double-forked, setsid daemon that raised its own soft CPU limit and spins."""
+    r = sb.python("import os, resource\n"
+                  "if os.fork() == 0:\n"
+                  "    os.setsid()\n"
+                  "    if os.fork() == 0:\n"
+                  "        cpu = resource.RLIMIT_CPU\n"
+                  "        resource.setrlimit(cpu, (10**6, resource.RLIM_INFINITY))\n"
+                  "        os.execv('/bin/sh', ['sh', '-c', 'while :; do :; done # spin'])\n"
+                  "    os._exit(0)\n"
+                  "import subprocess\nkeep = subprocess.Popen(['sleep', '1001'])")
+    assert r.ok, r
+    left = _processes(sb)
+    assert "spin" not in left and "sleep 1001" not in left, left
+
+
+def test_with_background_on_a_call_that_ends_normally_keeps_them() -> None:
+    with LocalSandbox(background=True) as sb:
+        sb.python("import subprocess\nkeep = subprocess.Popen(['sleep', '1001'])")
+        assert "sleep 1001" in _processes(sb)
+        assert sb.python("keep.poll() is None").stdout == "True\n"
+
+
+def test_a_python_call_stopped_by_a_limit_takes_its_processes_along() -> None:
+    with LocalSandbox(background=True) as sb:
+        _stopped_call_takes_its_processes_along(sb)
+
+
+def _stopped_call_takes_its_processes_along(sb: LocalSandbox) -> None:
     sb.python("import subprocess\nkeep = subprocess.Popen(['sleep', '1001'])")
     r = sb.python("import subprocess, time\n"
                   "spawned = [subprocess.Popen(['sleep', '1002']) for _ in range(3)]\n"
                   "subprocess.Popen(['sh', '-c', 'sleep 1003 & sleep 1004'])\n"
                   "time.sleep(100)", timeout=1)
     assert r.timed_out
-    left = sb.python("import os\nfor p in os.listdir('/proc'):\n    if p.isdigit():\n"
-                     "        print(open(f'/proc/{p}/cmdline').read().replace('\\0', ' '))"
-                     ).stdout
+    left = _processes(sb)
     assert "sleep 1001" in left  # started by an earlier call that finished normally
     assert not any(f"sleep {n}" in left for n in (1002, 1003, 1004)), left
     assert sb.python("keep.poll() is None").stdout == "True\n"
