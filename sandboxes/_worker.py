@@ -10,7 +10,8 @@ the smaller it stays, the faster every branch. Process tree of one sandbox tree:
 
 Each sandbox worker is a persistent Python interpreter plus a request loop. Shell
 commands run in their own pid namespace (killing its pid 1 kills the command's whole
-process tree) with rlimits, without capabilities, and without the layer store mounted.
+process tree) with rlimits, without capabilities, under a seccomp filter (_seccomp.py),
+and without the layer store mounted.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _files  # noqa: E402
 import _linux as L  # noqa: E402
+import _seccomp  # noqa: E402
 import _wire  # noqa: E402
 import _world  # noqa: E402
 
@@ -395,6 +397,7 @@ def _exec_command(cmd: str, out_w: int, err_w: int, nproc: int, limits: dict[str
         for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGXCPU, signal.SIGALRM):
             signal.signal(sig, signal.SIG_DFL)
         L.prctl(L.PR_SET_NO_NEW_PRIVS, 1)
+        _seccomp.install()
         os.chdir(_world.WORKDIR)
         # A trap keeps bash from exec-ing the last command: pid 1 of a pid namespace
         # ignores signals it has no handler for, the CPU limit's SIGXCPU included.

@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import platform
 import select
 import signal
 import socket
@@ -38,7 +39,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from . import _wire
+from . import _seccomp, _wire
 from ._cgroup import TreeCgroup
 from .base import (
     Capabilities,
@@ -60,7 +61,8 @@ _LISTING_BYTES = 16 << 20  # of file names in one listdir reply
 _PIDFD_SIGNAL_PROCESS_GROUP = 4
 _WAY_OUT = ("where user namespaces are off, open_sandbox('docker', fork_method='commit') "
             "needs none (it forks files, not interpreter memory)")
-_ISOLATION = ["user-ns", "mount-ns", "pid-ns", "ipc-ns", "uts-ns", "rlimits", "no-caps-for-shell"]
+_ISOLATION = ["user-ns", "mount-ns", "pid-ns", "ipc-ns", "uts-ns", "rlimits", "no-caps-for-shell",
+              *(["seccomp-for-shell"] if _seccomp.program(platform.machine()) else [])]
 
 
 def worker_config(limits: SandboxLimits, fork_method: str, disk_mb: int, squash_every: int,

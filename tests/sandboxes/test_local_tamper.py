@@ -166,3 +166,24 @@ def test_the_tree_cpu_cgroup_caps_a_spinning_command() -> None:
                    "while time.time() - t < 2: pass\n"
                    "print(resource.getrusage(resource.RUSAGE_SELF).ru_utime)\"")
         assert float(r.stdout) < 1.0, r  # 2 s of wall time at a quarter of a core
+
+
+# -- what commands may ask of the kernel --------------------------------------------
+@pytest.mark.parametrize("cmd", [
+    "unshare -Urm sh -c 'mount -t tmpfs none /tmp && echo mounted'",
+    "unshare -U true && echo unshared",
+    "python3 -c \"import os; os.unshare(os.CLONE_NEWUSER); print('unshared')\"",
+    "python3 -c \"import ctypes; l = ctypes.CDLL(None); "
+    "print('key' if l.syscall(248, b'user', b'k', b'v', 1, -2) >= 0 else '')\"",
+])
+def test_commands_cannot_make_namespaces_mount_or_hold_keys(sb: LocalSandbox, cmd: str) -> None:
+    r = sb.run(cmd)
+    assert not any(w in r.stdout for w in ("mounted", "unshared", "key")), r
+
+
+def test_the_seccomp_filter_leaves_ordinary_work_alone(sb: LocalSandbox) -> None:
+    r = sb.run("python3 -c \"import threading, subprocess; t = threading.Thread(target=print, "
+               "args=('thread',)); t.start(); t.join(); "
+               "print(subprocess.run(['echo', 'spawned'], capture_output=True, text=True).stdout)\""
+               " && (echo sub; sleep 0.1) | cat && date +%s >/dev/null && echo done")
+    assert r.ok and r.stdout.split() == ["thread", "spawned", "sub", "done"], r
