@@ -17,13 +17,11 @@ and without the layer store mounted.
 from __future__ import annotations
 
 import ast
-import errno
 import io
 import json
 import os
 import random
 import resource
-import select
 import signal
 import socket
 import sys
@@ -33,9 +31,10 @@ import types
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _commands  # noqa: E402
 import _files  # noqa: E402
 import _linux as L  # noqa: E402
-import _seccomp  # noqa: E402
+import _tree  # noqa: E402
 import _wire  # noqa: E402
 import _world  # noqa: E402
 
@@ -43,16 +42,6 @@ del sys.path[0]
 sys.path[:0] = [""]
 sys.path += ["/usr/local/lib/python3/dist-packages", "/usr/lib/python3/dist-packages"]
 
-_NAMESPACES = (L.CLONE_NEWUSER | L.CLONE_NEWNS | L.CLONE_NEWPID | L.CLONE_NEWNET
-               | L.CLONE_NEWIPC | L.CLONE_NEWUTS)
-_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME": _world.WORKDIR,
-        "USER": "agent", "LOGNAME": "agent", "LANG": "C.UTF-8", "TERM": "dumb",
-        "SHELL": "/bin/bash", "TMPDIR": "/tmp"}
-TREE_UIDS = 1 << 30  # host uids of local trees: this + the bootstrap's host pid
-_MEMORY_HINTS = ("MemoryError", "Cannot allocate memory", "std::bad_alloc", "memory exhausted",
-                 "Out of memory")
-_PROCESS_HINTS = ("fork: retry", "fork: Resource temporarily unavailable",
-                  "BlockingIOError: [Errno 11]", "Resource temporarily unavailable")
 
 
 class _Stop(BaseException):
@@ -181,9 +170,8 @@ class Worker:
                       + resource.getrusage(resource.RUSAGE_SELF).ru_stime)
         _, nproc_hard = resource.getrlimit(resource.RLIMIT_NPROC)
         try:
-            resource.setrlimit(resource.RLIMIT_NPROC,
-                               (min(nproc_hard, _count_processes() + self.limits["max_processes"]),
-                                nproc_hard))
+            room = _commands.count_processes() + self.limits["max_processes"]
+            resource.setrlimit(resource.RLIMIT_NPROC, (min(nproc_hard, room), nproc_hard))
             resource.setrlimit(resource.RLIMIT_CPU, (cpu_now + self.limits["cpu_seconds"],
                                                      resource.RLIM_INFINITY))
             signal.setitimer(signal.ITIMER_REAL, timeout)
@@ -244,56 +232,8 @@ class Worker:
 
     # -- shell commands -------------------------------------------------------------
     def op_run(self, msg: _wire.Message) -> tuple[dict[str, Any], bytes]:
-        cap = self.limits["max_output_bytes"]
-        start = time.monotonic()
-        deadline = start + float(msg.header["timeout"])
-        nproc = min(_count_processes() + self.limits["max_processes"],
-                    resource.getrlimit(resource.RLIMIT_NPROC)[1])
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        L.unshare(L.CLONE_NEWPID)  # only the next child enters the new pid namespace
-        try:
-            pid = os.fork()
-            if pid == 0:
-                _exec_command(msg.header["cmd"], out_w, err_w, nproc, self.limits)
-        finally:
-            L.setns(self.pidns, L.CLONE_NEWPID)  # later forks (branches) stay in the tree's
-            os.close(out_w)
-            os.close(err_w)
-        streams = {out_r: bytearray(), err_r: bytearray()}
-        seen = {out_r: 0, err_r: 0}
-        timed_out = False
-        open_fds = [out_r, err_r]
-        for fd in open_fds:
-            _grow_pipe(fd)
-        while open_fds:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 and not timed_out:
-                timed_out = True
-                os.kill(pid, signal.SIGKILL)  # pid 1 of the command's pid ns: all of it dies
-            ready, _, _ = select.select(open_fds, [], [], max(remaining, 0.05) if not timed_out
-                                        else 1.0)
-            for fd in ready:
-                data = os.read(fd, 1 << 20)
-                if not data:
-                    open_fds.remove(fd)
-                    os.close(fd)
-                    continue
-                seen[fd] += len(data)
-                room = cap - len(streams[fd])
-                if room > 0:
-                    streams[fd] += data[:room]
-        _, status, usage = os.wait4(pid, 0)
-        code = os.waitstatus_to_exitcode(status)
-        code = 128 - code if code < 0 else code
-        stderr = streams[err_r].decode("utf-8", "replace")
-        cpu_hit = usage.ru_utime + usage.ru_stime >= self.limits["cpu_seconds"] - 0.05
-        return {
-            "stdout": streams[out_r].decode("utf-8", "replace"), "stderr": stderr,
-            "exit_code": code, "timed_out": timed_out, "truncated": max(seen.values()) > cap,
-            "limit": None if timed_out else _command_limit(code, stderr, cpu_hit),
-            "seconds": time.monotonic() - start,
-        }, b""
+        return _commands.run(msg.header["cmd"], float(msg.header["timeout"]), self.limits,
+                             self.pidns), b""
 
     # -- forking --------------------------------------------------------------------
     def op_fork(self, msg: _wire.Message) -> tuple[dict[str, Any], bytes] | None:
@@ -354,58 +294,6 @@ def _read_capture(fd: int, cap: int) -> str:
     return os.pread(fd, cap, 0).decode("utf-8", "replace")
 
 
-def _count_processes() -> int:
-    return sum(1 for name in os.listdir("/proc") if name.isdigit())
-
-
-def _grow_pipe(fd: int) -> None:
-    try:
-        import fcntl
-        fcntl.fcntl(fd, 1031, 1 << 20)  # F_SETPIPE_SZ: fewer wakeups for big outputs
-    except OSError:
-        pass
-
-
-def _command_limit(code: int, stderr: str, cpu_hit: bool) -> str | None:
-    if code == 128 + signal.SIGXCPU or (code and cpu_hit):
-        return "cpu"
-    if code == 128 + signal.SIGXFSZ:
-        return "file_size"
-    if code != 0 and any(h in stderr for h in _MEMORY_HINTS):
-        return "memory"
-    if any(h in stderr for h in _PROCESS_HINTS):
-        return "processes"
-    return None
-
-
-def _exec_command(cmd: str, out_w: int, err_w: int, nproc: int, limits: dict[str, Any]) -> None:
-    """In pid 1 of the command's new pid namespace: confine, then become bash."""
-    try:
-        os.setsid()
-        L.prctl(L.PR_SET_PDEATHSIG, signal.SIGKILL)
-        L.unshare(L.CLONE_NEWNS)
-        L.umount(_world.STORE)  # commands never see other branches' layers
-        L.mount("proc", "/proc", "proc", L.MS_NOSUID | L.MS_NODEV | L.MS_NOEXEC)
-        null = os.open("/dev/null", os.O_RDONLY)
-        os.dup2(null, 0)
-        os.dup2(out_w, 1)
-        os.dup2(err_w, 2)
-        os.closerange(3, 1 << 16)
-        cpu = limits["cpu_seconds"]
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
-        for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGXCPU, signal.SIGALRM):
-            signal.signal(sig, signal.SIG_DFL)
-        L.prctl(L.PR_SET_NO_NEW_PRIVS, 1)
-        _seccomp.install()
-        os.chdir(_world.WORKDIR)
-        # A trap keeps bash from exec-ing the last command: pid 1 of a pid namespace
-        # ignores signals it has no handler for, the CPU limit's SIGXCPU included.
-        os.execve("/bin/bash", ["bash", "-c", "trap : EXIT; " + cmd], _ENV)
-    finally:
-        os._exit(127)
-
-
 def _close(fd: int) -> None:
     try:
         os.close(fd)
@@ -421,58 +309,6 @@ def _reseed() -> None:
         numpy.random.seed()
 
 
-def _set_limits(limits: dict[str, Any]) -> None:
-    """Hard per-process caps that user code cannot raise (raising needs the host's root)."""
-    mem = limits["memory_mb"] << 20
-    size = limits["max_file_mb"] << 20
-    tree = limits["max_tree_processes"]
-    resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
-    resource.setrlimit(resource.RLIMIT_NPROC, (tree, tree))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-
-# -- bootstrap ----------------------------------------------------------------------
-def _enter_namespaces(sandbox_uid: int | None, network: bool) -> None:
-    """Own user, mount, pid, net, ipc and uts namespaces; one uid mapped, never host root.
-
-    Run as root, the tree takes a host uid of its own (`sandbox_uid`, by default
-    TREE_UIDS + this bootstrap's pid, unique among live trees): the kernel counts user
-    namespaces, inotify instances and keys per uid, so a tree that exhausts its quotas
-    exhausts only its own. A new network namespace has only a downed loopback: no route,
-    no DNS, and nothing listening inside is reachable from the host. `network=True` keeps
-    the host's.
-    """
-    if sandbox_uid is None:
-        sandbox_uid = TREE_UIDS + os.getpid()
-    if os.geteuid() == 0:
-        os.setgroups([])
-        os.setresgid(sandbox_uid, sandbox_uid, sandbox_uid)
-        os.setresuid(sandbox_uid, sandbox_uid, sandbox_uid)
-        L.prctl(L.PR_SET_DUMPABLE, 1)
-    uid, gid = os.getuid(), os.getgid()
-    L.unshare(_NAMESPACES & ~L.CLONE_NEWNET if network else _NAMESPACES)
-    for name, text in (("setgroups", "deny"), ("uid_map", f"{_world.UID} {uid} 1"),
-                       ("gid_map", f"{_world.UID} {gid} 1")):
-        with open(f"/proc/self/{name}", "w") as f:
-            f.write(text)
-    socket.sethostname("sandbox")
-
-
-def _namespace_error(e: OSError) -> str:
-    """ENOSPC means user namespaces are off (a quota of 0) or the quota is used up."""
-    why = f"cannot create the sandbox namespaces: {e}"
-    if e.errno != errno.ENOSPC:
-        return why
-    with open("/proc/sys/user/max_user_namespaces") as f:
-        quota = int(f.read())
-    if quota == 0:
-        return f"{why}: user namespaces are disabled here (user.max_user_namespaces = 0)"
-    return (f"{why}: uid {os.getuid()} has no user namespace left: its quota "
-            f"(user.max_user_namespaces = {quota} here, or a lower one in an enclosing "
-            "namespace) is used up by other processes of that uid; close them or raise it")
-
-
 def main() -> None:
     cfg = json.loads(sys.argv[1])
     chan = socket.socket(fileno=cfg["chan_fd"])
@@ -480,14 +316,14 @@ def main() -> None:
     if os.read(lifeline, 1) != b"g":  # the host is done placing us (cgroup, credentials)
         os._exit(1)
     try:
-        _enter_namespaces(cfg["sandbox_uid"], cfg["network"])
+        _tree.enter_namespaces(cfg["sandbox_uid"], cfg["network"])
     except OSError as e:  # the host must hear why
-        _wire.send(chan, {"error": _namespace_error(e)})
+        _wire.send(chan, {"error": _tree.namespace_error(e)})
         raise SystemExit(1) from None
     init = os.fork()
     if init:
         chan.close()
-        _await_host(lifeline, init)
+        _tree.await_host(lifeline, init)
     L.prctl(L.PR_SET_PDEATHSIG, signal.SIGKILL)
     os.close(lifeline)
     try:
@@ -497,14 +333,14 @@ def main() -> None:
         os._exit(1)
     if os.fork():
         chan.close()
-        _reap_forever()
+        _tree.reap_forever()
     os.setpgid(0, 0)
     L.prctl(L.PR_SET_CHILD_SUBREAPER, 1)
     world = _world.World(ro_dirs, cfg["method"], cfg["squash_at"])
     try:
         L.unshare(L.CLONE_NEWNS)
         world.enter_first()
-        _set_limits(cfg["limits"])
+        _tree.set_limits(cfg["limits"])
     except BaseException as e:  # noqa: B036
         _wire.send(chan, {"error": f"cannot mount the sandbox root: {e}"})
         os._exit(1)
@@ -513,31 +349,6 @@ def main() -> None:
     worker = Worker(chan, world, cfg["limits"])
     _wire.send(chan, {"hello": os.getpid(), "method": world.method})
     worker.serve()
-
-
-def _await_host(lifeline: int, init: int) -> None:
-    """The bootstrap: once the host closes the lifeline (or dies), take the tree down.
-
-    Killing the tree's init makes the kernel kill every process in its pid namespace;
-    waiting for it means all of them are gone when the host's `wait()` returns.
-    """
-    while os.read(lifeline, 1):
-        pass
-    os.kill(init, signal.SIGKILL)
-    os.waitpid(init, 0)
-    os._exit(0)
-
-
-def _reap_forever() -> None:
-    """The tree's init: collect orphaned sandbox workers until the tree is torn down."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    while True:
-        try:
-            os.wait()
-        except ChildProcessError:
-            time.sleep(3600)
-        except InterruptedError:
-            continue
 
 
 if __name__ == "__main__":

@@ -42,7 +42,8 @@ from .docker import LABEL, OWNER_LABEL, _sweep_once, owner_id
 from .docker_image import docker_client, ensure_image
 from .local import _ISOLATION, LocalSandbox, _Tree, worker_config
 
-WORKER_FILES = ("_worker.py", "_world.py", "_wire.py", "_linux.py", "_files.py", "_seccomp.py")
+WORKER_FILES = ("_worker.py", "_world.py", "_wire.py", "_linux.py", "_files.py", "_seccomp.py",
+                "_commands.py", "_tree.py")
 # Host uids of docker trees, one drawn at random per container: its pids are the
 # container's own, so the local rule (a base plus the bootstrap's pid) would collide.
 DOCKER_TREE_UIDS = (1 << 30) + (1 << 23)
@@ -231,7 +232,7 @@ def _apparmor(client: Any) -> list[str]:
 
 @functools.cache
 def _worker_archive() -> bytes:
-    """The worker's four stdlib-only files, as a tar for `put_archive`."""
+    """The worker's stdlib-only files (WORKER_FILES), as a tar for `put_archive`."""
     here = Path(__file__).parent
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
