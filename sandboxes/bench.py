@@ -4,6 +4,11 @@ Measures the worst common case: the parent has written since its last fork, so e
 fork freezes a layer and re-roots the parent as well as mounting the child's root. The
 time runs from the call to `fork()` until the child has answered its hello, i.e. is
 ready for its first call.
+
+The memory a fork costs is measured as PSS (proportional set size: each shared page
+split among the processes sharing it), summed over the parent and `_PSS_FORKS` live
+children that have each run a call, minus the parent's alone before, per child. Pages
+still shared copy-on-write cost nothing; what each branch touched is what it costs.
 """
 
 from __future__ import annotations
@@ -13,7 +18,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .base import Sandbox
 from .local import LocalSandbox
 
 _FILL = """
@@ -27,13 +31,14 @@ for i in range({n}):
 
 
 Progress = Callable[[int, int, str], None]  # (done, total, what), as treegym.progress
+_PSS_FORKS = 8
 
 
 def silent(done: int, total: int, what: str) -> None:
     """Report nothing."""
 
 
-def measure_fork(open_box: Callable[[], Sandbox], n_files: int = 200, interp_mb: int = 50,
+def measure_fork(open_box: Callable[[], LocalSandbox], n_files: int = 200, interp_mb: int = 50,
                  repeats: int = 100, progress: Progress = silent,
                  label: str = "forks") -> dict[str, Any]:
     """Fork latency percentiles (ms) of any forking backend, with a workspace of `n_files`
@@ -58,17 +63,39 @@ def measure_fork(open_box: Callable[[], Sandbox], n_files: int = 200, interp_mb:
         with sb.fork() as child:
             if child.python("len(ballast)").stdout != sb.python("len(ballast)").stdout:
                 raise RuntimeError("the forked child lost the interpreter's memory")
+        fork_pss = _fork_pss_mib(sb)
         method = sb.capabilities.fork_method
-    q = statistics.quantiles(times, n=10)
+    q = statistics.quantiles(times, n=100)
     return {
         "p50_ms": round(statistics.median(times), 3),
-        "p90_ms": round(q[8], 3),
+        "p90_ms": round(q[89], 3),
+        "p99_ms": round(q[98], 3),
+        "fork_pss_mib": round(fork_pss, 3),
         "method": method,
         "repeats": repeats,
         "workspace_files": int(size[1]),
         "workspace_kib": int(size[0]),
         "interpreter_rss_mib": round(int(rss) / 1024, 1),
     }
+
+
+def _fork_pss_mib(sb: LocalSandbox) -> float:
+    """PSS each live fork adds to the tree (see the module docstring)."""
+    before = _pss_kib(sb.host_pid)
+    children = [sb.fork() for _ in range(_PSS_FORKS)]
+    try:
+        for child in children:
+            child.python("turn = 1")
+        after = _pss_kib(sb.host_pid) + sum(_pss_kib(child.host_pid) for child in children)
+    finally:
+        for child in children:
+            child.close()
+    return (after - before) / _PSS_FORKS / 1024
+
+
+def _pss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        return int(next(line for line in f if line.startswith("Pss:")).split()[1])
 
 
 def measure_local_fork(n_files: int = 200, interp_mb: int = 50, repeats: int = 100,
@@ -80,6 +107,8 @@ def measure_local_fork(n_files: int = 200, interp_mb: int = 50, repeats: int = 1
     return {
         "local_fork_p50_ms": r["p50_ms"],
         "local_fork_p90_ms": r["p90_ms"],
+        "local_fork_p99_ms": r["p99_ms"],
+        "fork_pss_mib": r["fork_pss_mib"],
         "local_fork_method": r["method"],
         "local_fork_repeats": repeats,
         "workspace_files": r["workspace_files"],

@@ -129,6 +129,7 @@ class _Worker:
     def __init__(self, tree: _Tree, sock: socket.socket, pid: int) -> None:
         self.tree = tree
         self.sock = sock
+        self.pid = pid
         self.pidfd = os.pidfd_open(pid)
         self.stopped = False
         self.oom_kills = tree.oom_kills()  # so a later kill can be pinned on this branch
@@ -308,6 +309,11 @@ class LocalSandbox(Sandbox):
 
     def close(self) -> None:
         self._finalizer()
+
+    @property
+    def host_pid(self) -> int:
+        """The worker's pid in this process's pid namespace, for measurements."""
+        return self._worker.pid
 
     def ping(self) -> int:
         """Round trip to the worker; returns its pid inside the sandbox."""

@@ -9,7 +9,8 @@ import os
 import pytest
 from test_cli import treegym
 
-LOCAL_KEYS = {"local_fork_p50_ms", "local_fork_p90_ms", "workspace_files", "interpreter_rss_mib"}
+LOCAL_KEYS = {"local_fork_p50_ms", "local_fork_p90_ms", "local_fork_p99_ms", "fork_pss_mib",
+              "workspace_files", "interpreter_rss_mib"}
 DOCKER_KEYS = {"docker_fork_p50_ms", "docker_fork_p90_ms", "docker_commit_fork_p50_ms",
                "fresh_container_p50_ms", "speedup_vs_fresh_container"}
 
