@@ -57,6 +57,7 @@ HOUSEKEEPING_PIDS = 8
 # How long past a call's own timeout the worker may take to answer before it counts as hung.
 REPLY_GRACE = 15.0
 INTERRUPT_GRACE = 1.0
+_MAX_FRAME_BASE = 16 << 20  # beyond two captured streams and a base64 file
 # The worker is root with only these; everything the agent runs has no capabilities at all.
 WORKER_CAPS = ["SETUID", "SETGID", "KILL"]
 
@@ -364,17 +365,22 @@ class DockerSandbox(Sandbox):
             raise SandboxDead(self._dead)
 
     def _call(self, request: dict, timeout: float = 60.0) -> dict:
+        """One request and its reply, all of it within `timeout` seconds; a reply that
+        breaks the protocol (too long, not JSON, not an object) kills the sandbox."""
         with self._lock:
             self._check_alive()
             sock = self._conn[0]
             data = json.dumps(request).encode()
+            deadline = time.monotonic() + timeout
             try:
-                sock.settimeout(timeout)
                 sock.sendall(struct.pack(">I", len(data)) + data)
-                reply = self._recv()
+                reply = self._recv(deadline)
             except TimeoutError:
                 reply = None
                 self._dead = f"the sandbox worker did not answer within {timeout:.0f} s"
+            except _Broken as e:
+                reply = None
+                self._dead = f"its channel broke the protocol ({e})"
             except OSError as e:
                 reply = None
                 self._dead = f"lost the connection to the sandbox worker ({e})"
@@ -385,19 +391,31 @@ class DockerSandbox(Sandbox):
             _raise_for(reply, request.get("path"))
         return reply
 
-    def _recv(self) -> dict | None:
+    def _recv(self, deadline: float) -> dict | None:
         """One worker frame, unwrapped from docker's stdout/stderr multiplexing."""
+        limits = self.limits
+        cap = _MAX_FRAME_BASE + 12 * limits.max_output_bytes + 2 * (limits.max_file_mb << 20)
         while True:
             if len(self._out) >= 4:
                 size = struct.unpack(">I", self._out[:4])[0]
+                if size > cap:
+                    raise _Broken(f"a {size} B frame, over the {cap} B cap")
                 if len(self._out) >= 4 + size:
                     body = bytes(self._out[4 : 4 + size])
                     del self._out[: 4 + size]
-                    return json.loads(body)
-            if not self._fill(8):
+                    try:
+                        reply = json.loads(body)
+                    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                        raise _Broken(f"a malformed frame: {e}") from None
+                    if not isinstance(reply, dict):
+                        raise _Broken(f"a {type(reply).__name__} frame, not an object")
+                    return reply
+            if not self._fill(8, deadline):
                 return None
             stream, size = self._raw[0], struct.unpack(">I", self._raw[4:8])[0]
-            if not self._fill(8 + size):
+            if size > cap:
+                raise _Broken(f"a {size} B stream chunk, over the {cap} B cap")
+            if not self._fill(8 + size, deadline):
                 return None
             payload = self._raw[8 : 8 + size]
             del self._raw[: 8 + size]
@@ -406,8 +424,12 @@ class DockerSandbox(Sandbox):
             else:
                 self._err = (self._err + payload)[-4000:]
 
-    def _fill(self, n: int) -> bool:
+    def _fill(self, n: int, deadline: float) -> bool:
         while len(self._raw) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the sandbox's reply did not arrive in time")
+            self._conn[0].settimeout(left)
             chunk = self._conn[0].recv(1 << 16)
             if not chunk:
                 return False
@@ -435,6 +457,10 @@ class DockerSandbox(Sandbox):
         if tail:
             parts.append(f"worker stderr: {tail[-800:]}")
         return "; ".join(parts) or "the sandbox worker closed its connection"
+
+
+class _Broken(Exception):
+    """The worker's reply broke the protocol."""
 
 
 def _raise_for(reply: dict, path: str | None) -> None:
