@@ -4,6 +4,7 @@ interruption keeps whole trees, resume finishes the rest."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -209,3 +210,18 @@ def test_a_branch_sees_its_whole_path(tiny: object) -> None:
     for seq in rows(trees):
         logp, _ = score(tiny.model, seq)
         assert (logp.detach() - seq.old_logprobs).abs().max().item() < 1e-3
+
+
+def test_a_step_past_the_watchdog_ends_its_branch_and_frees_its_world(tokenizer: object) -> None:
+    """Each python() call stays inside its own timeout; the step of many does not."""
+    before = set(worker_processes(ancestor=os.getpid()))
+    slow = call("python", code="import time; time.sleep(1.5)")
+    policy = MenuPolicy(tokenizer, [slow + slow + slow])
+    start = time.monotonic()
+    result = collect("treegym/PyCalc-v0", policy, ChainSampler(n=2), tasks=1,
+                     params=SamplingParams(seed=0), env_kwargs={"max_turns": 3},
+                     step_timeout=2.0)
+    assert time.monotonic() - start < 4.0
+    errors = [tree.nodes[leaf].error or "" for tree in result.trees for leaf in tree.leaves]
+    assert len(errors) == 2 and all("watchdog" in e for e in errors), errors
+    assert set(worker_processes(ancestor=os.getpid())) <= before

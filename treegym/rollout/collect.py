@@ -23,7 +23,7 @@ from ..policy import ChatRenderer, Policy, SamplingParams
 from ..progress import Progress, silent
 from ..records import Tree, read_jsonl
 from ..registry import make
-from .engine import Branch, Engine, TreeRun
+from .engine import STEP_TIMEOUT, Branch, Engine, TreeRun
 from .samplers import Sampler
 from .stats import RolloutStats
 
@@ -90,6 +90,7 @@ def collect(
     max_branches: int = 32,
     max_live_trees: int | None = None,
     workers: int = 4,
+    step_timeout: float = STEP_TIMEOUT,
     on_tree: Any = None,
     progress: Progress = silent,
 ) -> RolloutResult:
@@ -103,6 +104,9 @@ def collect(
     in tree mode as in chain mode. `max_live_trees` (None: no bound) also bounds the trees
     in flight, so the first tasks finish and stream to `out` while later ones wait, at
     the price of smaller batches near each tree's end.
+
+    `step_timeout` is the engine's watchdog on one env step: a step still running after
+    it ends its branch with an error and its env closed.
 
     `progress` hears of trees and leaves done and of tokens generated (an open-ended
     count, total None) after every engine step.
@@ -179,7 +183,7 @@ def collect(
         return started
 
     engine = Engine(policy, params, workers=workers, on_tree_done=tree_done,
-                    next_trees=next_trees, on_step=report)
+                    next_trees=next_trees, on_step=report, step_timeout=step_timeout)
     progress(0, trees_total, "trees")
     report()
     start = time.perf_counter()

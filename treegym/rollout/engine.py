@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..env import AgentEnv
-from ..errors import TreegymError
+from ..errors import ConfigError, TreegymError
 from ..policy import ChatRenderer, Context, Generation, Policy, SamplingParams
 from ..records import Node, Tree
 from .samplers import ROOT, ChainSampler, Sampler, TreeSampler, canonical_key
@@ -83,6 +83,13 @@ class _Stepped:
     seconds: float
 
 
+STEP_TIMEOUT = 900.0  # seconds one env.step (all its tool calls) may take by default
+
+
+class StepTimeout(TreegymError):
+    """A step outran the engine's watchdog; its env was closed to stop it."""
+
+
 def _step(env: AgentEnv, text: str) -> _Stepped:
     start = time.perf_counter()
     obs, reward, terminated, truncated, info = env.step(text)
@@ -103,8 +110,12 @@ class Engine:
         on_tree_done: Callable[[TreeRun], None],
         next_trees: Callable[[], list[Branch]],
         on_step: Callable[[], None] | None = None,
+        step_timeout: float = STEP_TIMEOUT,
     ) -> None:
+        if step_timeout <= 0:
+            raise ConfigError(f"step_timeout must be positive, not {step_timeout}")
         self.policy = policy
+        self.step_timeout = step_timeout
         self.chat = ChatRenderer(policy.tokenizer)
         self.params = params
         self.workers = workers
@@ -141,6 +152,7 @@ class Engine:
         """Run until `next_trees` has nothing more and every branch reached a leaf."""
         ready = self.next_trees()
         pending: dict[Future[_Stepped], tuple[Branch, Generation, float]] = {}
+        started: dict[Future[_Stepped], float] = {}
         pool = ThreadPoolExecutor(self.workers, thread_name_prefix="treegym-tools")
         try:
             while ready or pending:
@@ -149,16 +161,43 @@ class Engine:
                     for branch, gen in zip(ready, gens, strict=True):
                         future = pool.submit(_step, branch.env, gen.text)
                         pending[future] = (branch, gen, seconds)
+                        started[future] = time.monotonic()
                     ready = []
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                first = min(started.values(), default=time.monotonic())
+                left = max(first + self.step_timeout - time.monotonic(), 0.0)
+                done, _ = wait(pending, timeout=left, return_when=FIRST_COMPLETED)
                 for future in done:
                     branch, gen, seconds = pending.pop(future)
+                    del started[future]
                     ready += self._advance(branch, gen, seconds, future)
+                for future in self._overdue(started):
+                    branch, gen, seconds = pending.pop(future)
+                    del started[future]
+                    branch.env.close()
+                    ready += self._advance(branch, gen, seconds, self._timed_out())
                 ready += self.next_trees()
                 if self.on_step is not None:
                     self.on_step()
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
+
+    def _overdue(self, started: dict[Future[_Stepped], float]) -> list[Future[_Stepped]]:
+        """The watchdog: steps running for `step_timeout` or longer.
+
+        A sandbox call is already bounded by its own timeout; this bounds a step of many
+        calls, or an env whose world hangs some other way. The caller closes the branch's
+        env, which kills its sandbox, and records the step as failed; the thread is left
+        to finish against a closed world, and whatever it returns is ignored.
+        """
+        now = time.monotonic()
+        return [f for f, t in started.items() if not f.done() and now - t >= self.step_timeout]
+
+    def _timed_out(self) -> Future[_Stepped]:
+        failed: Future[_Stepped] = Future()
+        failed.set_exception(StepTimeout(
+            f"the step ran past the engine's {self.step_timeout:g} s watchdog; its env was "
+            "closed (raise step_timeout for slower tools)"))
+        return failed
 
     def _generate(self, branches: list[Branch]) -> tuple[list[Generation], float]:
         seeds = None
