@@ -263,8 +263,10 @@ class LocalSandbox(Sandbox):
                 else "cp -a of the root (slower; grows with the workspace)"))
             + "; python() code runs as root of the tree's user namespace, in the worker "
               "process, so hostile python() code could reach its own tree's other branches "
-              "(never the host); shell commands run without capabilities; memory is capped "
-              "per process (RLIMIT_AS) and " + (
+              "or forge that worker's replies (never the host: every reply is bounded and "
+              "checked, and host file operations follow no links); shell commands run "
+              "without capabilities, under seccomp; memory is capped per process "
+              "(RLIMIT_AS) and " + (
                   f"for the whole tree by {self._tree_cap}" if self._tree_cap else
                   "not for the tree as a whole (no cgroup could be made here: that needs "
                   "root or a delegated cgroup)"),
