@@ -6,6 +6,8 @@ envs, so every field must survive `model_dump_json` → `model_validate_json` un
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -225,16 +227,21 @@ class Tree(Record):
 R = TypeVar("R", bound=BaseModel)
 
 
-def write_jsonl(path: str | Path, records: Iterable[BaseModel], *, append: bool = True) -> int:
-    """Write one record per line, flushing each, so an interrupted run keeps what it wrote."""
+def write_jsonl(path: str | Path, records: Iterable[BaseModel | dict[str, Any]], *,
+                append: bool = True) -> int:
+    """Write one record (a model, or a plain dict) per line, flushing and fsyncing each,
+    so an interrupted run, or a crash of the machine, keeps every line it wrote whole."""
     path = Path(path)
     count = 0
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a" if append else "w", encoding="utf-8") as fh:
             for record in records:
-                fh.write(record.model_dump_json() + "\n")
+                line = (record.model_dump_json() if isinstance(record, BaseModel)
+                        else json.dumps(record))
+                fh.write(line + "\n")
                 fh.flush()
+                os.fsync(fh.fileno())
                 count += 1
     except OSError as exc:
         raise RecordError(

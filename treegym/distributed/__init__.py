@@ -7,7 +7,7 @@ it until a run starts. A trainer keeps a `WorkerPool` for its whole run and send
 each new set of weights. See docs/scaling.md for how far this scales and where it stops.
 """
 
-from .driver import RayConfig, TreeSink, WorkerPool, plan_chunks, ray_collect
+from .driver import RayConfig, WorkerPool, plan_chunks, ray_collect
 from .routing import RoutedPolicy, make_worker_policy, split_endpoints
 from .session import ClusterError, DistributedError, ray_session, require_ray
 from .worker import RolloutJob, RolloutWorker
@@ -19,7 +19,6 @@ __all__ = [
     "RolloutJob",
     "RolloutWorker",
     "RoutedPolicy",
-    "TreeSink",
     "WorkerPool",
     "make_worker_policy",
     "plan_chunks",

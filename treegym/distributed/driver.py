@@ -21,8 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..policy import Policy, SamplingParams
 from ..records import Tree
-from ..rollout import RolloutResult, RolloutStats, Sampler, finished_trees
-from ..rollout.collect import append_tree
+from ..rollout import RolloutResult, Sampler
+from ..rollout.sink import TreeSink
 from .session import DistributedError, ray_session, require_ray
 from .worker import RolloutJob, RolloutWorker
 
@@ -187,53 +187,17 @@ def ray_collect(
         policy_name=policy_name or (policy if isinstance(policy, str) else None),
         max_branches=max_branches,
     )
-    out_path = Path(out) if out is not None else None
-    done_before = finished_trees(out_path) if out_path is not None and resume else []
-    written = {(t.task_index, t.tree_index) for t in done_before}
-    sink = TreeSink(out_path, written, on_tree)
-    if not plan_chunks(tasks, written, sampler.trees_per_task, 1):
+    sink = TreeSink(out, resume=resume, on_tree=on_tree)
+    if not plan_chunks(tasks, sink.written, sampler.trees_per_task, 1):
         return sink.result()
     with ray_session(cfg.address, cpus_wanted=cfg.workers * cfg.cpus_per_worker) as ray_mod:
-        if out_path is not None and not resume:  # only once the cluster let us in
-            out_path.parent.mkdir(parents=True, exist_ok=True)
-            out_path.write_text("")
+        sink.begin()  # only once the cluster let us in
         pool = WorkerPool(ray_mod, job, cfg)
         start = time.perf_counter()
         try:
             pool.collect(tasks, seed=seed, params=params or SamplingParams(),
-                         done=set(written), take=sink.take)
+                         done=set(sink.written), take=sink.take)
         finally:
             sink.stats.wall_seconds = time.perf_counter() - start
             pool.close()
     return sink.result()
-
-
-class TreeSink:
-    """Where a driver puts the trees that come back: each (task, tree) once, fsynced to
-    `out` when given, with the workers' costs summed."""
-
-    def __init__(self, out: Path | None = None, written: set[tuple[int, int]] | None = None,
-                 on_tree: Callable[[Tree], None] | None = None) -> None:
-        self.out, self.on_tree = out, on_tree
-        self.written = set(written or ())
-        self.trees: list[Tree] = []
-        self.stats = RolloutStats()
-
-    def take(self, result: RolloutResult) -> None:
-        for tree in result.trees:
-            key = (tree.task_index, tree.tree_index)
-            if key in self.written:
-                continue
-            self.written.add(key)
-            if self.out is not None:
-                append_tree(self.out, tree)
-            self.trees.append(tree)
-            self.stats.add_tree(tree)
-            if self.on_tree is not None:
-                self.on_tree(tree)
-        for key in ("generated_tokens", "prefilled_tokens", "cached_tokens", "gen_seconds"):
-            setattr(self.stats, key, getattr(self.stats, key) + getattr(result.stats, key))
-
-    def result(self) -> RolloutResult:
-        return RolloutResult(trees=sorted(self.trees, key=lambda t: (t.task_index, t.tree_index)),
-                             stats=self.stats)

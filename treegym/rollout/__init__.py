@@ -4,8 +4,9 @@
 and what they cost; both samplers run on one engine so their costs compare directly.
 """
 
-from .collect import RolloutResult, collect, finished_trees
+from .collect import collect
 from .samplers import ROOT, ChainSampler, Sampler, TreeSampler
+from .sink import RolloutResult, TreeSink, finished_trees
 from .stats import RolloutStats
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "RolloutStats",
     "Sampler",
     "TreeSampler",
+    "TreeSink",
     "collect",
     "finished_trees",
 ]

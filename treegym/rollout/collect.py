@@ -1,14 +1,13 @@
 """`collect`: roll out tasks with a sampler and a policy, streaming finished trees.
 
-Each finished tree is appended to the output file, flushed and fsynced before the next
-one starts counting, so Ctrl-C or a crash leaves a valid file of whole trees, and
-`resume=True` carries on from where the file ends. `max_live_trees` makes trees finish
-(and reach the file) early in a long run instead of all together at its end.
+Each finished tree goes to a `TreeSink` (sink.py), which fsyncs it to the output file
+before the next one starts counting, so Ctrl-C or a crash leaves a valid file of whole
+trees, and `resume=True` carries on from where the file ends. `max_live_trees` makes
+trees finish (and reach the file) early in a long run instead of all together at its end.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -16,42 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel
 
-from ..errors import ConfigError, RecordError
+from ..errors import ConfigError
 from ..policy import ChatRenderer, Policy, SamplingParams
 from ..progress import Progress, silent
-from ..records import Tree, read_jsonl
+from ..records import Tree
 from ..registry import make
 from .engine import STEP_TIMEOUT, Branch, Engine, TreeRun
 from .samplers import Sampler
-from .stats import RolloutStats
-
-
-class RolloutResult(BaseModel):
-    trees: list[Tree]
-    stats: RolloutStats
-
-
-def append_tree(path: Path, tree: Tree) -> None:
-    """Append one tree and fsync, so a crash never leaves a finished tree half-written."""
-    with path.open("a", encoding="utf-8") as fh:
-        fh.write(tree.model_dump_json() + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def finished_trees(path: Path) -> list[Tree]:
-    """The whole trees already in `path`; a torn last line (a crash mid-write) is cut off."""
-    if not path.exists():
-        return []
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    if lines and not lines[-1].endswith("\n"):
-        path.write_text("".join(lines[:-1]), encoding="utf-8")
-    try:
-        return list(read_jsonl(path, Tree))
-    except RecordError as exc:
-        raise RecordError(f"{exc}; cannot resume from it, write to a new --out file") from None
+from .sink import RolloutResult, TreeSink
 
 
 def check_tools_rendered(prompt: str, task_text: str, tools: Sequence[dict[str, Any]], *,
@@ -116,12 +88,9 @@ def collect(
                           f"not {max_live_trees}")
     params = params or SamplingParams()
     env_kwargs = dict(env_kwargs or {})
-    out_path = Path(out) if out is not None else None
-    done_before = finished_trees(out_path) if out_path is not None and resume else []
-    if out_path is not None and not resume:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        out_path.write_text("")
-    skip = {(t.task_index, t.tree_index) for t in done_before}
+    sink = TreeSink(out, resume=resume, on_tree=on_tree)
+    sink.begin()
+    skip = set(sink.written)
     task_indices = range(tasks) if isinstance(tasks, int) else tasks
     todo = deque(
         (task, tree) for task in task_indices for tree in range(sampler.trees_per_task)
@@ -130,8 +99,7 @@ def collect(
     chat = ChatRenderer(policy.tokenizer)
     template = getattr(policy.tokenizer, "name_or_path", "") or type(policy.tokenizer).__name__
     name = policy_name or policy.backend
-    trees: list[Tree] = []
-    stats = RolloutStats()
+    stats = sink.stats
     ledger_before = policy.ledger.model_copy()
     trees_total = len(todo)
     leaves_total = trees_total * sampler.leaves_per_tree
@@ -142,14 +110,9 @@ def collect(
 
     def tree_done(run: TreeRun) -> None:
         nonlocal leaves_total
-        trees.append(run.record)
-        stats.add_tree(run.record)
-        if out_path is not None:
-            append_tree(out_path, run.record)
+        sink.add(run.record)
         leaves_total -= sampler.leaves_per_tree - len(run.record.leaves)  # lost expansions
-        progress(len(trees), trees_total, "trees")
-        if on_tree is not None:
-            on_tree(run.record)
+        progress(len(sink.trees), trees_total, "trees")
 
     def room() -> bool:
         return engine.live_branches < max_branches and (
@@ -196,5 +159,4 @@ def collect(
         stats.generated_tokens = policy.ledger.generated - ledger_before.generated
         stats.prefilled_tokens = policy.ledger.prefilled - ledger_before.prefilled
         stats.cached_tokens = policy.ledger.cached - ledger_before.cached
-    trees.sort(key=lambda t: (t.task_index, t.tree_index))
-    return RolloutResult(trees=trees, stats=stats)
+    return sink.result()

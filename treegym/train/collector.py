@@ -112,7 +112,7 @@ class RayCollector:
         self.pool.set_weights(weights, version)
 
     def collect(self, step: int) -> tuple[list[Tree], int]:
-        from ..distributed import TreeSink
+        from ..rollout.sink import TreeSink
 
         config = self.config
         sink = TreeSink()

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..records import write_jsonl
+
 
 class StepMetrics(BaseModel):
     """One RL step: step s trains on batch s, which was rolled out before the step began.
@@ -75,8 +77,7 @@ class MetricsLog:
             self.tb = None
 
     def write(self, record: dict[str, object]) -> None:
-        with self.path.open("a") as fh:
-            fh.write(json.dumps(record) + "\n")
+        write_jsonl(self.path, [record])
         if self.tb is not None:
             for key, value in record.items():
                 if isinstance(value, (int, float)) and key != "step":
