@@ -188,6 +188,29 @@ def test_fork_of_uncopyable_state_is_a_clear_error(counter: CounterEnv) -> None:
         counter.fork()
 
 
+class _LooksForkable:
+    """Has `fork` and `close`, as the `os` module does, without opting in to Forkable."""
+
+    def __init__(self) -> None:
+        self.forks = 0
+
+    def fork(self) -> None:
+        self.forks += 1
+
+    def close(self) -> None:
+        pass
+
+
+def test_only_opted_in_state_is_forked_not_whatever_has_a_fork_method(counter: CounterEnv) -> None:
+    counter.helper = _LooksForkable()
+    child = counter.fork()
+    assert counter.helper.forks == 0 and child.helper is not counter.helper  # deep-copied
+    counter.library = __import__("os")  # was forked with os.fork(); now a clear error
+    with pytest.raises(ForkError, match="cannot fork CounterEnv"):
+        counter.fork()
+    child.close()
+
+
 def test_episode_record_matches_what_step_returned(counter: CounterEnv) -> None:
     obs, reward, *_ = counter.step(call("add", amount=4))
     episode = counter.episode()

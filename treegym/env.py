@@ -10,7 +10,8 @@ truncation and forking — lives here, so every task behaves the same under a sa
 from __future__ import annotations
 
 import copy
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -20,17 +21,27 @@ from typing_extensions import Self
 from .errors import ConfigError, EpisodeError, ForkError
 from .parsing import ANSWER_FORMAT, CALL_FORMAT, ParsedAction, code_block_calls, parse_action
 from .records import Episode, Task, ToolResult, Turn
+from .sandboxes.base import Sandbox
 from .spaces import PrintableText, to_printable
 from .tools import ToolSet, tools_of
 
 
-@runtime_checkable
-class Forkable(Protocol):
-    """State that copies itself on fork (a Sandbox) instead of being deep-copied."""
+class Forkable(ABC):
+    """State that copies itself on fork (a Sandbox) instead of being deep-copied.
 
+    Opt-in by name, not by shape: subclass it, or `Forkable.register(cls)`. Anything with
+    `fork` and `close` methods would otherwise count, the `os` module included, and an
+    env that kept it would call `os.fork()` on every env fork.
+    """
+
+    @abstractmethod
     def fork(self) -> Any: ...
 
+    @abstractmethod
     def close(self) -> None: ...
+
+
+Forkable.register(Sandbox)
 
 
 class EnvConfig(BaseModel):
@@ -212,7 +223,7 @@ class AgentEnv(gym.Env[str, str]):
         forked: list[Any] = []
         try:
             for value in vars(self).values():
-                if isinstance(value, Forkable) and not isinstance(value, type):
+                if isinstance(value, Forkable):
                     memo[id(value)] = value.fork()
                     forked.append(memo[id(value)])
             return copy.deepcopy(self, memo)
@@ -230,7 +241,7 @@ class AgentEnv(gym.Env[str, str]):
             return
         self._closed = True
         for value in vars(self).values():
-            if isinstance(value, Forkable) and not isinstance(value, type):
+            if isinstance(value, Forkable):
                 value.close()
 
     # -- records -----------------------------------------------------------------------
