@@ -7,8 +7,8 @@ it until a run starts. A trainer keeps a `WorkerPool` for its whole run and send
 each new set of weights. See docs/scaling.md for how far this scales and where it stops.
 """
 
+from ..policy.routing import RoutedPolicy, make_worker_policy, split_endpoints
 from .driver import RayConfig, WorkerPool, plan_chunks, ray_collect
-from .routing import RoutedPolicy, make_worker_policy, split_endpoints
 from .session import ClusterError, DistributedError, ray_session, require_ray
 from .worker import RolloutJob, RolloutWorker
 

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..policy import Policy, PolicyError, SamplingParams
+from ..policy.routing import make_worker_policy
 from ..rollout import RolloutResult, Sampler, collect
-from .routing import make_worker_policy
 
 if TYPE_CHECKING:
     import torch

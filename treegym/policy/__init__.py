@@ -7,6 +7,7 @@ for loading real checkpoints.
 from .base import Context, Generation, Ledger, Policy, PolicyError, SamplingParams
 from .chat import ChatRenderer, load_tokenizer
 from .menu import MenuPolicy
+from .routing import RoutedPolicy, make_worker_policy, split_endpoints
 from .smollm2 import init_smollm2, smollm2_path
 from .spec import make_policy
 from .tiny import init_tiny, tiny_path
@@ -19,11 +20,14 @@ __all__ = [
     "MenuPolicy",
     "Policy",
     "PolicyError",
+    "RoutedPolicy",
     "SamplingParams",
     "init_smollm2",
     "init_tiny",
     "load_tokenizer",
     "make_policy",
+    "make_worker_policy",
     "smollm2_path",
+    "split_endpoints",
     "tiny_path",
 ]

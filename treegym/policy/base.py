@@ -127,7 +127,10 @@ class Policy(Protocol):
 
 
 class BasePolicy:
-    """The bookkeeping every backend shares: live-context checks, stops, and the ledger."""
+    """The contract every backend keeps, written once: `generate` checks the batch (live
+    contexts, none twice, none empty), resolves the sampling parameters (stops and EOS
+    merged in) and the per-context seeds, then calls the backend's `_generate`. Also the
+    ledger and the id checks that `start` and `extend` share."""
 
     backend = "base"
 
@@ -136,21 +139,34 @@ class BasePolicy:
         self.ledger = Ledger()
         self.eos_ids = _eos_ids(tokenizer)
 
-    def _live(self, ctx: Context) -> Context:
-        if ctx.released:
-            raise PolicyError(
-                "this context was released; fork a live context before releasing it "
-                "if you need to continue from it"
-            )
-        return ctx
+    def generate(
+        self,
+        ctxs: Sequence[Context],
+        params: SamplingParams | None = None,
+        stop: Sequence[str] | None = None,
+        seeds: Sequence[int] | None = None,
+    ) -> list[Generation]:
+        """Decode all `ctxs` together; each gets its new ids appended (and its KV grown)."""
+        check_batch(ctxs, seeds)
+        if not ctxs:
+            return []
+        params = self._resolve(params, stop)
+        return self._generate(ctxs, params, self._seeds(params, len(ctxs), seeds))
 
-    def _live_batch(self, ctxs: Sequence[Context]) -> None:
-        """Refuse a `generate` batch with a released context, or with one context twice:
-        its new ids would be appended twice, and its ids would no longer match its KV."""
-        for ctx in ctxs:
-            self._live(ctx)
-        if len({id(c) for c in ctxs}) != len(ctxs):
-            raise PolicyError("generate() got the same context twice; fork it first")
+    def _generate(self, ctxs: Sequence[Context], params: SamplingParams,
+                  seeds: list[int | None]) -> list[Generation]:
+        """The backend's decoding of a checked, non-empty batch with resolved params."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _generate")
+
+    def _prompt_ids(self, prompt_ids: Sequence[int]) -> list[int]:
+        """`start`'s ids, checked: a context must hold at least one id to decode from."""
+        ids = self._check_ids(prompt_ids, "prompt_ids")
+        if not ids:
+            raise PolicyError("start() needs at least one prompt id")
+        return ids
+
+    def _live(self, ctx: Context) -> Context:
+        return live(ctx)
 
     def _check_ids(self, ids: Sequence[int], what: str) -> list[int]:
         ids = [int(i) for i in ids]
@@ -175,8 +191,6 @@ class BasePolicy:
         """One seed per context. Explicit `seeds` make each context's draws independent of
         which others share its batch; otherwise context i gets `params.seed + i`."""
         if seeds is not None:
-            if len(seeds) != n:
-                raise PolicyError(f"generate() got {len(seeds)} seeds for {n} contexts")
             return [int(s) for s in seeds]
         return [None if params.seed is None else params.seed + i for i in range(n)]
 
@@ -201,10 +215,7 @@ class ServerCachedPolicy(BasePolicy):
     """
 
     def start(self, prompt_ids: Sequence[int]) -> Context:
-        ids = self._check_ids(prompt_ids, "prompt_ids")
-        if not ids:
-            raise PolicyError("start() needs at least one prompt id")
-        return Context(ids)
+        return Context(self._prompt_ids(prompt_ids))
 
     def extend(self, ctx: Context, ids: Sequence[int]) -> None:
         """Append ids; the engine prefills them on the next `generate`."""
@@ -214,6 +225,29 @@ class ServerCachedPolicy(BasePolicy):
     def fork(self, ctx: Context) -> Context:
         """A copy of the ids; the KV is shared by the engine's prefix cache."""
         return Context(self._live(ctx)._ids)
+
+
+def live(ctx: Context) -> Context:
+    """`ctx`, unless it was released."""
+    if ctx.released:
+        raise PolicyError(
+            "this context was released; fork a live context before releasing it "
+            "if you need to continue from it"
+        )
+    return ctx
+
+
+def check_batch(ctxs: Sequence[Context], seeds: Sequence[int] | None) -> None:
+    """Refuse a `generate` batch with a released or empty context, with one context twice
+    (its new ids would be appended twice, and its ids would no longer match its KV), or
+    with a seed list of the wrong length. Every backend's `generate` starts here."""
+    for ctx in ctxs:
+        if not len(live(ctx)):
+            raise PolicyError("generate() got an empty context; start() it from a prompt")
+    if len({id(c) for c in ctxs}) != len(ctxs):
+        raise PolicyError("generate() got the same context twice; fork it first")
+    if seeds is not None and len(seeds) != len(ctxs):
+        raise PolicyError(f"generate() got {len(seeds)} seeds for {len(ctxs)} contexts")
 
 
 def _eos_ids(tokenizer: Any) -> list[int]:

@@ -121,9 +121,7 @@ class HFPolicy(BasePolicy):
                            for layer in cache.layers))
 
     def start(self, prompt_ids: Sequence[int]) -> Context:
-        ids = self._check_ids(prompt_ids, "prompt_ids")
-        if not ids:
-            raise PolicyError("start() needs at least one prompt id")
+        ids = self._prompt_ids(prompt_ids)
         ctx = Context(ids, state=self._prefill((), ids[:-1]))
         self.ledger.add(prefilled=len(ids))
         return ctx
@@ -201,22 +199,12 @@ class HFPolicy(BasePolicy):
         return False
 
     @torch.inference_mode()
-    def generate(
-        self,
-        ctxs: Sequence[Context],
-        params: SamplingParams | None = None,
-        stop: Sequence[str] | None = None,
-        seeds: Sequence[int] | None = None,
-    ) -> list[Generation]:
-        """Decode all `ctxs` together; each gets its new ids appended and its KV grown."""
-        self._live_batch(ctxs)
-        if not ctxs:
-            return []
-        params = self._resolve(params, stop)
+    def _generate(self, ctxs: Sequence[Context], params: SamplingParams,
+                  seeds: list[int | None]) -> list[Generation]:
         window = 4 * max((len(s) for s in params.stop), default=0) + 4  # >= 1 byte a token
         gens = [
             None if seed is None else torch.Generator(device=self.device).manual_seed(seed)
-            for seed in self._seeds(params, len(ctxs), seeds)
+            for seed in seeds
         ]
 
         cache, mask, pads = self._stack(ctxs)

@@ -31,7 +31,7 @@ class MenuPolicy(BasePolicy):
         self._rng = np.random.default_rng(seed)
 
     def start(self, prompt_ids: Sequence[int]) -> Context:
-        ids = self._check_ids(prompt_ids, "prompt_ids")
+        ids = self._prompt_ids(prompt_ids)
         self.ledger.add(prefilled=len(ids))
         return Context(ids)
 
@@ -44,17 +44,11 @@ class MenuPolicy(BasePolicy):
         self.ledger.add(cached=len(self._live(ctx)))
         return Context(ctx.ids)
 
-    def generate(
-        self,
-        ctxs: Sequence[Context],
-        params: SamplingParams | None = None,
-        stop: Sequence[str] | None = None,
-        seeds: Sequence[int] | None = None,
-    ) -> list[Generation]:
-        params = self._resolve(params, stop)
+    def _generate(self, ctxs: Sequence[Context], params: SamplingParams,
+                  seeds: list[int | None]) -> list[Generation]:
         choice_logprob = -math.log(len(self.menu))
         out = []
-        for ctx, seed in zip(ctxs, self._seeds(params, len(ctxs), seeds), strict=True):
+        for ctx, seed in zip(ctxs, seeds, strict=True):
             rng = self._rng if seed is None else np.random.default_rng(seed)
             pick = int(rng.integers(len(self.menu)))
             ids = self.menu[pick][: params.max_tokens]

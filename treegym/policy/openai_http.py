@@ -195,18 +195,10 @@ class OpenAIPolicy(ServerCachedPolicy):
 
         return await asyncio.gather(*(one(b) for b in bodies))
 
-    def generate(
-        self,
-        ctxs: Sequence[Context],
-        params: SamplingParams | None = None,
-        stop: Sequence[str] | None = None,
-        seeds: Sequence[int] | None = None,
-    ) -> list[Generation]:
-        """One request per context, all in flight together."""
-        self._live_batch(ctxs)
-        params = self._resolve(params, stop)
+    def _generate(self, ctxs: Sequence[Context], params: SamplingParams,
+                  seeds: list[int | None]) -> list[Generation]:
         bodies = [self._body(c._ids, params, seed)
-                  for c, seed in zip(ctxs, self._seeds(params, len(ctxs), seeds), strict=True)]
+                  for c, seed in zip(ctxs, seeds, strict=True)]
         replies = self._run(self._generate_all(bodies))
         gens = []
         for ctx, reply in zip(ctxs, replies, strict=True):

@@ -109,23 +109,13 @@ class VLLMPolicy(ServerCachedPolicy):
             ignore_eos=True,  # EOS ids are already among stop_token_ids, by choice
         )
 
-    def generate(
-        self,
-        ctxs: Sequence[Context],
-        params: SamplingParams | None = None,
-        stop: Sequence[str] | None = None,
-        seeds: Sequence[int] | None = None,
-    ) -> list[Generation]:
-        """All contexts go to the engine in one call, which batches them itself."""
+    def _generate(self, ctxs: Sequence[Context], params: SamplingParams,
+                  seeds: list[int | None]) -> list[Generation]:
         from vllm.inputs import TokensPrompt
 
-        self._live_batch(ctxs)
-        if not ctxs:
-            return []
-        params = self._resolve(params, stop)
         outputs = self.llm.generate(
             [TokensPrompt(prompt_token_ids=c._ids) for c in ctxs],
-            [self._params(params, seed) for seed in self._seeds(params, len(ctxs), seeds)],
+            [self._params(params, seed) for seed in seeds],
             use_tqdm=False,
         )
         gens = []

@@ -22,7 +22,7 @@ from ..env import AgentEnv
 from ..errors import ConfigError, TreegymError
 from ..policy import ChatRenderer, Context, Generation, Policy, SamplingParams
 from ..records import Node, Tree
-from .samplers import ROOT, ChainSampler, Sampler, TreeSampler, canonical_key
+from .samplers import ROOT, Sampler, canonical_key
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class TreeRun:
     @property
     def expanding(self) -> bool:
         """Whether nodes made now may be expansion points of a later round."""
-        return isinstance(self.sampler, TreeSampler) and self.round < self.sampler.l
+        return self.round < self.sampler.rounds
 
 
 @dataclass
@@ -252,12 +252,10 @@ class Engine:
 
     def _grow(self, run: TreeRun) -> list[Branch]:
         """Start the next expansion round, or finish the tree."""
-        sampler = run.sampler
         if not run.expanding:
             self._finish(run)
             return []
-        assert isinstance(sampler, TreeSampler)
-        points = sampler.expansion_points(run.record.nodes, run.rng)
+        points = run.sampler.expansion_points(run.record.nodes, run.rng)
         run.round += 1
         branches = []
         for i, point in enumerate(points):
@@ -280,11 +278,7 @@ class Engine:
     def _finish(self, run: TreeRun) -> None:
         self._release_snapshots(run)
         _renumber(run.record)
-        leaves = run.record.leaves
-        if isinstance(run.sampler, ChainSampler):
-            run.record.kept = leaves
-        else:
-            run.record.kept = run.sampler.keep(leaves, run.rng)
+        run.record.kept = run.sampler.keep(run.record.leaves, run.rng)
         self._runs.pop(id(run), None)
         self.on_tree_done(run)
 

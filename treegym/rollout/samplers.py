@@ -3,6 +3,11 @@
 A sampler only decides shapes and expansion points; the engine does the work. Keeping
 the choice apart makes the accounting comparable: both samplers run on the same engine,
 so any saving a tree shows comes from not redoing shared turns, nothing else.
+
+Both speak one protocol, so the engine never asks which it has: `trees_per_task`,
+`leaves_per_tree`, `rounds` (expansion rounds after the first chain), `expansion_points`
+and `keep`. A chain is a tree with no rounds that keeps its one leaf. The training
+config holds these models themselves, told apart by `mode`.
 """
 
 from __future__ import annotations
@@ -35,8 +40,9 @@ class ChainSampler(BaseModel):
     """GRPO's baseline: `n` independent episodes per task, each its own one-leaf tree."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    mode: Literal["chain"] = "chain"
-    n: int = Field(4, ge=1, description="Episodes per task.")
+    mode: Literal["chain"] = Field("chain", description="chain: GRPO's independent episodes.")
+    n: int = Field(4, ge=1, description="Chains per task; their rewards form the task's "
+                   "advantage group, so n >= 2 is what lets the reward vary within a group.")
 
     @property
     def trees_per_task(self) -> int:
@@ -50,6 +56,17 @@ class ChainSampler(BaseModel):
     def leaves_per_task(self) -> int:
         return self.n
 
+    @property
+    def rounds(self) -> int:
+        return 0
+
+    def expansion_points(self, nodes: list[Node], rng: np.random.Generator) -> list[int]:
+        """None: a chain never branches (the engine asks only while rounds remain)."""
+        return []
+
+    def keep(self, leaves: list[int], rng: np.random.Generator) -> list[int]:
+        return list(leaves)
+
 
 class TreeSampler(BaseModel):
     """Tree-GRPO: `m` chains per task, then `l` rounds of `n` expansions per tree, keep `k`.
@@ -60,13 +77,21 @@ class TreeSampler(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    mode: Literal["tree"] = "tree"
-    m: int = Field(2, ge=1, description="Trees per task.")
-    n: int = Field(2, ge=1, description="Expansions per tree per round.")
-    l: int = Field(1, ge=0, description="Expansion rounds.")  # noqa: E741 - the paper's name
-    k: int | None = Field(3, ge=1, description="Leaves kept per tree; None keeps all.")
-    branch: Literal["random", "entropy"] = "random"
-    entropy_tokens: int = Field(20, ge=1, description="Leading tokens whose entropy counts.")
+    mode: Literal["tree"] = Field("tree", description="tree: Tree-GRPO's branching episodes.")
+    m: int = Field(2, ge=1, description="Trees per task, each started as one chain; all "
+                   "their kept leaves form the task's advantage group.")
+    n: int = Field(2, ge=1, description="Expansions per tree per round: each continues the "
+                   "episode from a random (or uncertain) earlier turn of that tree.")
+    l: int = Field(  # noqa: E741 - the paper's name
+        1, ge=0, description="Expansion rounds; a tree has 1 + n·l leaves, and 0 makes it "
+        "a plain chain.")
+    k: int | None = Field(3, ge=1, description="Leaves kept (and trained on) per tree; "
+                          "None keeps all.")
+    branch: Literal["random", "entropy"] = Field(
+        "random", description="Where expansions start: turns drawn uniformly (the paper's "
+        "rule), or the turns whose first tokens had the highest entropy.")
+    entropy_tokens: int = Field(20, ge=1, description="Leading tokens whose entropy counts "
+                                "(branch: entropy).")
 
     @property
     def trees_per_task(self) -> int:
@@ -79,6 +104,10 @@ class TreeSampler(BaseModel):
     @property
     def leaves_per_task(self) -> int:
         return self.m * min(self.k or self.leaves_per_tree, self.leaves_per_tree)
+
+    @property
+    def rounds(self) -> int:
+        return self.l
 
     def expansion_points(self, nodes: list[Node], rng: np.random.Generator) -> list[int]:
         """`n` node ids to continue from (ROOT for the prompt), among non-leaf nodes."""

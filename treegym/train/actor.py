@@ -24,9 +24,9 @@ from typing import Any
 
 import torch
 
-from ..distributed.routing import make_worker_policy
 from ..errors import ConfigError
 from ..policy import Policy, PolicyError, make_policy
+from ..policy.routing import make_worker_policy
 from .config import LoraConfig
 
 _ADAPTER_PREFIX = "lora_"  # peft keeps LoRA's own parameters under lora_A, lora_B, ...

@@ -20,7 +20,7 @@ from .actor import Actor
 from .config import TrainConfig
 
 if TYPE_CHECKING:
-    from ..rollout import Sampler
+    pass
 
 
 class Collector(Protocol):
@@ -31,15 +31,6 @@ class Collector(Protocol):
         """Batch `step` and the tokens generated for it."""
 
     def close(self) -> None: ...
-
-
-def sampler(config: TrainConfig) -> Sampler:
-    from ..rollout import ChainSampler, TreeSampler
-
-    r = config.rollout
-    if r.mode == "chain":
-        return ChainSampler(n=r.n)
-    return TreeSampler(m=r.m, n=r.n, l=r.l, k=r.k, branch=r.branch)
 
 
 SEEDS_PER_BATCH = 10_000  # batch s resets from (s + 1)·this: seeds below it are eval's
@@ -71,7 +62,7 @@ class LocalCollector:
         from ..rollout import collect
 
         config = self.config
-        result = collect(config.env, self.actor.policy, sampler(config), config.tasks_per_step,
+        result = collect(config.env, self.actor.policy, config.rollout, config.tasks_per_step,
                          seed=batch_seed(config, step), params=batch_params(config, step),
                          env_kwargs=config.env_kwargs, policy_name=config.policy,
                          policy_version=self.version)
@@ -89,7 +80,7 @@ class RayCollector:
 
         assert config.ray is not None
         self.config, self.actor = config, actor
-        job = RolloutJob(env_id=config.env, policy=config.policy, sampler=sampler(config),
+        job = RolloutJob(env_id=config.env, policy=config.policy, sampler=config.rollout,
                          env_kwargs=config.env_kwargs, policy_name=config.policy)
         self._stack = ExitStack()
         try:

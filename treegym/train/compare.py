@@ -21,14 +21,15 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..evaluate import EvalReport
+from ..rollout.samplers import ChainSampler, TreeSampler
 from .collector import SEEDS_PER_BATCH
 from .compare_report import CompareReport, RunResult, markdown, plot, summarise
-from .config import ChainConfig, CompareConfig, TrainConfig, TreeConfig, WarmStart
+from .config import CompareConfig, TrainConfig, WarmStart
 from .loop import Log, train, warm_start_weights
 
 MODES = {
-    "chain": (ChainConfig(n=4), "grpo"),
-    "tree": (TreeConfig(m=2, n=2, l=1, k=3), "tree_grpo"),
+    "chain": (ChainSampler(n=4), "grpo"),
+    "tree": (TreeSampler(m=2, n=2, l=1, k=3), "tree_grpo"),
 }
 EVAL_SEED = 0
 """Held-out tasks reset with seeds EVAL_SEED to EVAL_SEED + eval_episodes - 1, so from 0.

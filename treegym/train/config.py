@@ -16,36 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from ..distributed import RayConfig
 from ..errors import ConfigError
 from ..learn import LossConfig, OptimConfig
+from ..rollout.samplers import ChainSampler, TreeSampler
 from .keys import unknown_key
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class ChainConfig(Strict):
-    """GRPO's independent chains: `n` per task."""
-
-    mode: Literal["chain"] = Field("chain", description="chain: GRPO's independent episodes.")
-    n: int = Field(4, ge=1, description="Chains per task; their rewards form the task's "
-                   "advantage group, so n >= 2 is what lets the reward vary within a group.")
-
-
-class TreeConfig(Strict):
-    """Tree-GRPO's `m` trees × `l` rounds × `n` expansions, keeping `k` leaves per tree."""
-
-    mode: Literal["tree"] = Field("tree", description="tree: Tree-GRPO's branching episodes.")
-    m: int = Field(2, ge=1, description="Trees per task, each started as one chain; all "
-                   "their kept leaves form the task's advantage group.")
-    n: int = Field(2, ge=1, description="Expansions per tree per round: each continues the "
-                   "episode from a random (or uncertain) earlier turn of that tree.")
-    l: int = Field(  # noqa: E741 - the paper's name
-        1, ge=0, description="Expansion rounds; a tree has 1 + n·l leaves, and 0 makes it "
-        "a plain chain.")
-    k: int = Field(3, ge=1, description="Leaves kept (and trained on) per tree.")
-    branch: Literal["random", "entropy"] = Field(
-        "random", description="Where expansions start: turns drawn uniformly (the paper's "
-        "rule), or the turns whose first tokens had the highest entropy.")
 
 
 class WarmStart(Strict):
@@ -109,8 +85,8 @@ class TrainConfig(Strict):
         default_factory=dict, description="Options passed to the env on make, e.g. "
         "{size: 2, shaped: true} for Maze; they override the registered ones.")
     policy: str = Field("tiny", description="tiny, hf:PATH or vllm:PATH (synced each step).")
-    rollout: ChainConfig | TreeConfig = Field(
-        default_factory=ChainConfig, discriminator="mode",
+    rollout: ChainSampler | TreeSampler = Field(
+        default_factory=ChainSampler, discriminator="mode",
         description="How each task is rolled out; `mode` (chain or tree) picks the variant "
         "and must be given whenever this is set.")
     advantage: Literal["grpo", "tree_grpo", "tree_grpo_intra"] = Field(

@@ -17,7 +17,16 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from ..policy import Context, Generation, Ledger, Policy, PolicyError, SamplingParams, make_policy
+from .base import (
+    Context,
+    Generation,
+    Ledger,
+    Policy,
+    PolicyError,
+    SamplingParams,
+    check_batch,
+)
+from .spec import make_policy
 
 if TYPE_CHECKING:
     import torch
@@ -90,6 +99,7 @@ class RoutedPolicy:
         seeds: Sequence[int] | None = None,
     ) -> list[Generation]:
         """Each server generates its share of the batch, all servers at once."""
+        check_batch(ctxs, seeds)
         rows: dict[int, list[int]] = {}
         for row, ctx in enumerate(ctxs):
             rows.setdefault(self.server_of(ctx), []).append(row)
