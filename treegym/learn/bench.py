@@ -33,7 +33,7 @@ from ..progress import Progress, counter, silent
 from . import bench_child
 from .forward import score
 from .learner import Learner
-from .packing import LeafRef, PackedSequence, pack, rows
+from .packing import LeafRef, PackedSequence, rows
 from .synthetic import SHAPES, TreeShape
 
 ATTENTION = ("auto", "dense", "linear")
@@ -157,8 +157,7 @@ def bench_learner(
         loading = [pools[side].submit(bench_child.setup, bench_child.Side(
             policy=policy, shape=shape, tasks=tasks, device=device, seed=seed, packed=packed,
             attention=attention, headroom_mb=headroom_mb)) for side, packed in sides.items()]
-        for future in loading:
-            future.result()
+        packed_tokens, per_leaf_tokens = [future.result() for future in loading][0]
         for repeat in range(repeats + 1):  # repeat 0 warms allocator, kernels and caches
             for side in sides:
                 if side not in errors:
@@ -169,9 +168,6 @@ def bench_learner(
                         best[side] = (min(best[side][0], ran[0]), max(best[side][1], ran[1]))
                 step()
         out = {side: pools[side].submit(bench_child.results).result() for side in sides}
-    trees = shape.trees(tasks, seed=seed)
-    packed_tokens = sum(len(seq) for seq in pack(trees))
-    per_leaf_tokens = sum(len(seq) for seq in rows(trees))
     ideal = per_leaf_tokens / packed_tokens
     report: dict[str, Any] = {
         "device": out["packed"]["device"],

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict
 from . import forward
 from .advantages import tree_grpo
 from .learner import Learner
+from .packing import pack, rows
 from .synthetic import TreeShape
 
 _side: dict[str, Any] = {}  # this worker's model, batch, advantages, learner, last metrics
@@ -49,8 +50,10 @@ class Side(BaseModel):
     headroom_mb: int | None = None  # CPU address space past what setup maps; None: available
 
 
-def setup(side: Side) -> None:
-    """Load the model and build the batch (token ids below the model's vocabulary)."""
+def setup(side: Side) -> tuple[int, int]:
+    """Load the model and build the batch (token ids below the model's vocabulary);
+    return its packed and per-leaf token counts, which depend on that vocabulary (random
+    ids from a small one repeat, and repeated prefixes share a trie node)."""
     from .bench import bench_model
 
     forward.LINEAR_FROM = {"auto": forward.LINEAR_FROM, "dense": None, "linear": 0}[side.attention]
@@ -58,10 +61,12 @@ def setup(side: Side) -> None:
     batch = side.shape.trees(side.tasks, vocab=model.config.vocab_size, seed=side.seed)
     _side.update(model=model, batch=batch, advantages=tree_grpo(batch),
                  learner=Learner(model, packed=side.packed))
+    tokens = (sum(len(seq) for seq in pack(batch)), sum(len(seq) for seq in rows(batch)))
     if side.device in (None, "cpu"):
         headroom = side.headroom_mb or _kb_field("/proc/meminfo", "MemAvailable") / 1024
         limit = int((_status_mb("VmSize") + headroom) * 2**20)
         resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
+    return tokens
 
 
 def step() -> tuple[float, float] | str:
