@@ -37,10 +37,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ._handles import _Tree
 from .base import Capabilities, SandboxError, SandboxLimits
 from .docker import LABEL, OWNER_LABEL, _sweep_once, owner_id
 from .docker_image import docker_client, ensure_image
-from .local import _ISOLATION, LocalSandbox, _Tree, worker_config
+from .local import _ISOLATION, LocalSandbox, worker_config
 
 WORKER_FILES = ("_worker.py", "_world.py", "_wire.py", "_linux.py", "_files.py", "_seccomp.py",
                 "_commands.py", "_tree.py")

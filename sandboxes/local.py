@@ -26,21 +26,18 @@ import functools
 import json
 import os
 import platform
-import select
-import signal
 import socket
 import subprocess
 import threading
 import time
 import weakref
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from . import _seccomp, _wire
 from ._cgroup import TreeCgroup
+from ._handles import WORKER, _stop_bootstrap, _Tree, _Worker, worker_processes
 from .base import (
     Capabilities,
     ExecResult,
@@ -51,14 +48,11 @@ from .base import (
     SandboxLimits,
 )
 
-WORKER = Path(__file__).with_name("_worker.py")
-"""Processes running this script are sandbox workers; leak checks look for it."""
 WORKDIR = "/home/agent"
 FORK_METHODS = ("overlayfs", "copy")
 _GRACE = 3.0  # seconds the host waits beyond a call's own timeout before killing the worker
 _HELLO_BYTES = 4096
 _LISTING_BYTES = 16 << 20  # of file names in one listdir reply
-_PIDFD_SIGNAL_PROCESS_GROUP = 4
 _WAY_OUT = ("where user namespaces are off, open_sandbox('docker', fork_method='commit') "
             "needs none (it forks files, not interpreter memory)")
 _ISOLATION = ["user-ns", "mount-ns", "pid-ns", "ipc-ns", "uts-ns", "rlimits", "no-caps-for-shell",
@@ -75,82 +69,6 @@ def worker_config(limits: SandboxLimits, fork_method: str, disk_mb: int, squash_
         "sandbox_uid": sandbox_uid, "network": limits.network,
         "limits": {**limits.model_dump(), "max_tree_processes": max_tree_processes},
     }
-
-
-class _Tree:
-    """The process that holds one tree of sandboxes; `kill` takes the whole tree down.
-
-    `stop` is backend-specific: for a local tree it closes the bootstrap's lifeline and
-    reaps it, for a tree inside a container it also removes the container.
-    """
-
-    def __init__(self, stop: Callable[[], None], cgroup: TreeCgroup | None = None) -> None:
-        self._stop: Callable[[], None] | None = stop
-        self.cgroup = cgroup
-        self.members = 0
-        self.lock = threading.Lock()
-
-    def oom_kills(self) -> int:
-        return self.cgroup.oom_kills() if self.cgroup is not None else 0
-
-    def join(self) -> None:
-        with self.lock:
-            self.members += 1
-
-    def leave(self) -> None:
-        with self.lock:
-            self.members -= 1
-            last = self.members == 0
-        if last:
-            self.kill()
-
-    def kill(self) -> None:
-        stop, self._stop = self._stop, None
-        if stop is not None:
-            stop()
-
-
-def _stop_bootstrap(proc: subprocess.Popen[bytes], lifeline: int,
-                    cgroup: TreeCgroup | None) -> None:
-    """EOF on the lifeline makes the bootstrap kill the tree's init and reap it."""
-    os.close(lifeline)
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    if cgroup is not None:
-        cgroup.remove()
-
-
-class _Worker:
-    """What is needed to stop one worker; kept apart so finalizers never hold the sandbox."""
-
-    def __init__(self, tree: _Tree, sock: socket.socket, pid: int) -> None:
-        self.tree = tree
-        self.sock = sock
-        self.pid = pid
-        self.pidfd = os.pidfd_open(pid)
-        self.stopped = False
-        self.oom_kills = tree.oom_kills()  # so a later kill can be pinned on this branch
-        tree.join()
-
-    def stop(self) -> None:
-        if self.stopped:
-            return
-        self.stopped = True
-        try:
-            signal.pidfd_send_signal(self.pidfd, signal.SIGKILL, None,
-                                     _PIDFD_SIGNAL_PROCESS_GROUP)
-        except OSError:  # kernels before 6.9: the worker alone
-            try:
-                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        select.select([self.pidfd], [], [], 2.0)
-        os.close(self.pidfd)
-        self.sock.close()
-        self.tree.leave()
 
 
 class LocalSandbox(Sandbox):
@@ -400,39 +318,6 @@ class LocalSandbox(Sandbox):
 
 class _Unresponsive(Exception):
     """The worker overran a call's timeout plus grace and has been killed."""
-
-
-def worker_processes(ancestor: int | None = None) -> list[int]:
-    """Pids of live sandbox processes, for leak checks in tests and benches.
-
-    With `ancestor`, only those descended from that pid: other programs on the host may
-    be running sandboxes of their own at the same time.
-    """
-    marker = str(WORKER).encode()
-    parents: dict[int, int] = {}
-    pids = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                parents[int(name)] = int(f.read().rsplit(b")", 1)[1].split()[1])
-            with open(f"/proc/{name}/cmdline", "rb") as f:
-                if marker in f.read():
-                    pids.append(int(name))
-        except (OSError, IndexError, ValueError):
-            continue
-    if ancestor is None:
-        return pids
-    return [pid for pid in pids if _descends(pid, ancestor, parents)]
-
-
-def _descends(pid: int, ancestor: int, parents: dict[int, int]) -> bool:
-    while pid > 1:
-        pid = parents.get(pid, 0)
-        if pid == ancestor:
-            return True
-    return False
 
 
 __all__ = ["FORK_METHODS", "WORKDIR", "LocalSandbox", "worker_processes"]
