@@ -27,7 +27,7 @@ else:  # loaded by the standalone worker script
 
 _RESOLVE = L.RESOLVE_BENEATH | L.RESOLVE_NO_SYMLINKS | L.RESOLVE_NO_XDEV | L.RESOLVE_NO_MAGICLINKS
 _WHY = {errno.ELOOP: "a symlink is on the way (host-side file operations follow none)",
-        errno.EXDEV: "it leads outside the work dir or across a mount",
+        errno.EXDEV: f"it leads outside the sandbox's work dir {WORKDIR}, or across a mount",
         errno.ENXIO: "it is not a regular file"}
 
 
