@@ -8,6 +8,7 @@ trains on are the ids the model produced.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -126,7 +127,7 @@ class Policy(Protocol):
     def close(self) -> None: ...
 
 
-class BasePolicy:
+class BasePolicy(ABC):
     """The contract every backend keeps, written once: `generate` checks the batch (live
     contexts, none twice, none empty), resolves the sampling parameters (stops and EOS
     merged in) and the per-context seeds, then calls the backend's `_generate`. Also the
@@ -153,10 +154,10 @@ class BasePolicy:
         params = self._resolve(params, stop)
         return self._generate(ctxs, params, self._seeds(params, len(ctxs), seeds))
 
+    @abstractmethod
     def _generate(self, ctxs: Sequence[Context], params: SamplingParams,
                   seeds: list[int | None]) -> list[Generation]:
         """The backend's decoding of a checked, non-empty batch with resolved params."""
-        raise NotImplementedError(f"{type(self).__name__} must implement _generate")
 
     def _prompt_ids(self, prompt_ids: Sequence[int]) -> list[int]:
         """`start`'s ids, checked: a context must hold at least one id to decode from."""
@@ -202,7 +203,7 @@ class BasePolicy:
         ctx.state = None
         ctx.released = True
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a backend without resources frees nothing
         """Free the backend. Safe to call more than once."""
 
 
