@@ -36,10 +36,10 @@ def test_pass_at_k_is_the_unbiased_estimator() -> None:
 
 def chain(task: int, reward: float, how: str, tokens: int = 4) -> Tree:
     """A one-episode tree of two turns ending as `how` (answer, truncated, error)."""
-    first = Node(id=0, parent=None, depth=1, branch="chain", action_ids=[1] * tokens,
+    first = Node(id=0, parent=None, depth=1, action_ids=[1] * tokens,
                  action_logprobs=[0.0] * tokens, action='<tool_call>{"name": "look"}</tool_call>',
                  calls=[{"id": "call_0", "name": "look", "arguments": {}}])
-    last = Node(id=1, parent=0, depth=2, branch="chain", action_ids=[1] * tokens,
+    last = Node(id=1, parent=0, depth=2, action_ids=[1] * tokens,
                 action_logprobs=[0.0] * tokens, reward=reward,
                 action="<answer>3</answer>" if how == "answer" else "junk",
                 terminated=how == "answer", truncated=how == "truncated",

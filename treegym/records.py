@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import RecordError
 
@@ -97,10 +98,41 @@ class Episode(Record):
         return bool(self.turns) and (self.turns[-1].terminated or self.turns[-1].truncated)
 
 
-UNSAMPLED_BRANCHES = frozenset({"human", "scripted"})
-"""`Node.branch` values of turns no policy sampled: typed in `play`, or replayed from a
-script. Their log-probs are placeholders, so a policy-gradient learner keeps them as
-context only."""
+class Origin(Record):
+    """The expansion that made a node: the `index`-th branch of expansion round `round`.
+
+    Nodes of a tree's first chain (the trunk) have none. It is the node's place in the
+    tree that timing can't change, so the engine numbers and samples by it.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    round: int = Field(ge=1)
+    index: int = Field(ge=0)
+
+
+MadeBy = Literal["policy", "human", "scripted"]
+"""Who chose a node's action: a policy sampled it; a person typed it in `play`; or an env's
+script (a demonstration) wrote it. Only policy-made log-probs are behaviour log-probs."""
+
+
+def _migrate_branch(data: Any) -> Any:
+    """Read a node written before `origin` and `made_by`, when one `branch` string said both.
+
+    Files of that format held 'chain' or 'r{round}x{i}' from the engine, 'human', 'model'
+    or 'auto' from play, and 'scripted' from demonstrations.
+    """
+    if not isinstance(data, dict) or "branch" not in data:
+        return data
+    data = dict(data)
+    branch = data.pop("branch")
+    expansion = re.fullmatch(r"r(\d+)x(\d+)", str(branch))
+    if expansion:
+        data.setdefault("origin", {"round": int(expansion[1]), "index": int(expansion[2])})
+    elif branch not in ("chain", "human", "model", "auto", "scripted"):
+        raise ValueError(f"unknown branch {branch!r} in a node of the old format")
+    made_by = {"human": "human", "scripted": "scripted"}.get(branch, "policy")
+    data.setdefault("made_by", made_by)
+    return data
 
 
 class Node(Record):
@@ -109,14 +141,15 @@ class Node(Record):
     `obs_ids` are the ids appended after the action: the close of the assistant turn,
     the observation turn, and the next assistant header. A leaf has none. A node's
     parent is None when it is the first turn after the prompt (the root is the prompt).
+    Nodes are made by `rollout.TreeBuilder` from the env's `Turn`, whose fields they keep.
     """
 
     id: int
     parent: int | None
     depth: int = Field(ge=1)
-    branch: str = Field(description="How the node came to be: 'chain' or 'r{round}x{i}' "
-                        "from the rollout engine; 'human', 'model' or 'auto' from play; "
-                        "'scripted' for a demonstration.")
+    origin: Origin | None = Field(None, description="The expansion that made the node; "
+                                  "None on the tree's first chain, and in play.")
+    made_by: MadeBy = "policy"
     action_ids: list[int]
     action_logprobs: list[float]
     entropies: list[float] = Field(default_factory=list)
@@ -136,7 +169,12 @@ class Node(Record):
     @property
     def sampled(self) -> bool:
         """Whether a policy sampled this action, so its log-probs are behaviour log-probs."""
-        return self.branch not in UNSAMPLED_BRANCHES
+        return self.made_by == "policy"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_old_format(cls, data: Any) -> Any:
+        return _migrate_branch(data)
 
     @property
     def is_leaf(self) -> bool:

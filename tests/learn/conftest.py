@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from treegym.records import Node, Task, Tree
+from treegym.records import Node, Origin, Task, Tree
 
 
 def make_tree(
@@ -18,10 +18,10 @@ def make_tree(
     env_id: str = "test",
 ) -> Tree:
     """A trunk node (ids 10, 11 + obs 12) with one leaf child per reward (ids 20+i, 30+i)."""
-    nodes = [Node(id=0, parent=None, depth=1, branch="chain", action_ids=[10, 11],
+    nodes = [Node(id=0, parent=None, depth=1, action_ids=[10, 11],
                   action_logprobs=[-0.5, -0.6], obs_ids=[12])]
     for i, r in enumerate(rewards):
-        nodes.append(Node(id=i + 1, parent=0, depth=2, branch=f"r1x{i}",
+        nodes.append(Node(id=i + 1, parent=0, depth=2, origin=Origin(round=1, index=i),
                           action_ids=[20 + i, 30 + i], action_logprobs=[-1.0, -1.5],
                           reward=r, terminated=True))
     return Tree(env_id=env_id, task=Task(id="t", prompt="p"), task_index=task_index,

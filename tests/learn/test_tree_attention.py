@@ -33,7 +33,7 @@ def random_trees(draw: st.DrawFn) -> list[Tree]:
             nodes.append(Node(
                 id=node_id, parent=parent,
                 depth=1 if parent is None else nodes[parent].depth + 1,
-                branch=draw(st.sampled_from(["chain", "human"])) if node_id else "chain",
+                made_by=draw(st.sampled_from(["policy", "human"])) if node_id else "policy",
                 action_ids=actions, action_logprobs=[-1.0] * len(actions),
                 obs_ids=draw(st.lists(st.integers(1, 511), max_size=3))))
         kept = draw(st.lists(st.sampled_from(range(len(nodes))), min_size=1, unique=True))

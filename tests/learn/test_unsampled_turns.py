@@ -37,7 +37,7 @@ def played() -> tuple[object, Tree]:
         s.fork()
         s.step("<answer>stop</answer>")
         tree = s.to_tree()
-    assert {n.branch for n in tree.nodes} == {"human", "model"} and len(tree.kept) == 2
+    assert {n.made_by for n in tree.nodes} == {"human", "policy"} and len(tree.kept) == 2
     return policy, tree
 
 

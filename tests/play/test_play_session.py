@@ -29,7 +29,7 @@ def test_back_fork_and_go_reuse_kept_worlds_without_re_running() -> None:
         assert s.env.total == 5
         s.back()
         s.back()
-        assert s.head < 0 and s.env.total == 0
+        assert s.head is None and s.env.total == 0
         assert CounterEnv.executions == ran + 1, "moving around must not run any tool"
         s.step(call("add", amount=7))
         assert s.env.total == 7 and s.nodes[-1].parent is None
@@ -58,7 +58,7 @@ def test_finished_branch_refuses_steps_and_tree_records_every_turn(tmp_path: Pat
     assert [(n.id, n.parent) for n in tree.nodes] == [(0, None), (1, 0), (2, 0)]
     assert tree.kept == tree.leaves == [1, 2]
     assert [tree.reward(leaf) for leaf in tree.kept] == [1.0, 0.0]
-    assert tree.policy == "human" and {n.branch for n in tree.nodes} == {"human"}
+    assert tree.policy == "human" and {n.made_by for n in tree.nodes} == {"human"}
 
 
 def test_close_closes_every_kept_world() -> None:
@@ -88,7 +88,7 @@ def test_model_turns_keep_sampled_ids_and_the_prefix_tracks_the_tree(menu: objec
         assert len(proposals) == 3 and all(p.gen.ids for p in proposals)
         picked = proposals[1].gen
         node = s.take(1)
-        assert (node.branch, node.action, node.action_ids) == ("model", picked.text, picked.ids)
+        assert (node.made_by, node.action, node.action_ids) == ("policy", picked.text, picked.ids)
         assert s.proposals == [] and all(p.ctx.released for p in proposals)
         s.fork()
         s.auto()
@@ -96,7 +96,7 @@ def test_model_turns_keep_sampled_ids_and_the_prefix_tracks_the_tree(menu: objec
         tree = s.to_tree()
         assert tree.policy == "human+menu"
         human = tree.nodes[0]
-        assert human.branch == "human" and human.action_logprobs == [0.0] * len(human.action_ids)
+        assert human.made_by == "human" and human.action_logprobs == [0.0] * len(human.action_ids)
         for node in tree.nodes:
             assert len(node.action_logprobs) == len(node.action_ids) > 0
             point = s.points[node.id]
@@ -104,7 +104,7 @@ def test_model_turns_keep_sampled_ids_and_the_prefix_tracks_the_tree(menu: objec
                 assert point.ctx is None
             else:  # the kept KV prefix is exactly the tree's ids along the path
                 assert point.ctx.ids == tree.trajectory(node.id).ids
-        assert {n.branch for n in tree.nodes} >= {"human", "model", "auto"}
+        assert {n.made_by for n in tree.nodes} == {"human", "policy"}
         live = [p.ctx for p in s.points.values() if p.ctx is not None]
     assert all(ctx.released for ctx in live)
 
@@ -126,7 +126,7 @@ def test_model_proposals_discarded_or_edited_leave_no_model_turn(menu: object) -
         assert all(p.ctx.released for p in dropped + offered)
         c.handle(edit.prefill)  # Enter on the prefilled line: the person's own turn
         [node] = s.nodes
-        assert (node.branch, node.action) == ("human", edit.prefill)
+        assert (node.made_by, node.action) == ("human", edit.prefill)
         assert node.action_logprobs == [0.0] * len(node.action_ids) != []
 
 

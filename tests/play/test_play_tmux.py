@@ -158,7 +158,7 @@ def test_play_pycalc_sandbox_with_a_model(pane_factory, tmp_path: Path) -> None:
     pane.type("python: open('note.txt', 'w').write('hi'); print(x)", r"\n41\n")
     pane.type("/world", r"files:\n  note\.txt")
     pane.type("/model 2", r"pick 1-2", timeout=120)
-    pane.type("1", r"turn 3 \(model\)")
+    pane.type("1", r"turn 3 \(policy\)")
     pane.type("/auto", r"episode over: truncated", timeout=120)
     workers = worker_processes(ancestor=pane.server_pid())
     assert workers, "a sandbox env should be running sandbox workers"
@@ -170,7 +170,7 @@ def test_play_pycalc_sandbox_with_a_model(pane_factory, tmp_path: Path) -> None:
 
     [tree] = read_jsonl(out, Tree)
     assert [n.parent for n in tree.nodes] == [None, 0, 0, 0, 3, 4, 5]
-    assert [n.branch for n in tree.nodes] == ["human"] * 4 + ["model", "auto", "auto"]
+    assert [n.made_by for n in tree.nodes] == ["human"] * 4 + ["policy"] * 3
     assert [n.observation for n in tree.nodes[1:3]] == ["42", "41"]
     assert tree.prompt_ids and all(
         len(n.action_ids) == len(n.action_logprobs) > 0 for n in tree.nodes)

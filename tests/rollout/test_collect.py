@@ -13,7 +13,7 @@ from helpers import CounterEnv, call
 import treegym
 from treegym import Tree, read_jsonl
 from treegym.policy import MenuPolicy, SamplingParams, load_tokenizer, make_policy, tiny_path
-from treegym.rollout import ROOT, ChainSampler, TreeSampler, collect
+from treegym.rollout import ChainSampler, TreeSampler, collect
 from treegym.sandboxes.local import worker_processes
 
 pytest.importorskip("transformers", reason="rollouts need the torch extra for the tokenizer")
@@ -100,14 +100,14 @@ def test_entropy_branching_prefers_uncertain_turns(tokenizer: object) -> None:
     policy = MenuPolicy(tokenizer, MOVES)
     tree = collect("treegym/Maze-v0", policy, sampler, tasks=1,
                    params=SamplingParams(seed=3), env_kwargs={"max_turns": 4}).trees[0]
-    chain = [n for n in tree.nodes if n.branch == "chain"]
+    chain = [n for n in tree.nodes if n.origin is None]
     for node in chain:  # make turn 2 the uncertain one
         node.entropies = [5.0] if node.depth == 2 else [0.1]
     import numpy as np
 
     points = sampler.expansion_points(chain, np.random.default_rng(0))
     assert points[0] == chain[0].id  # the node whose *child* turn was uncertain
-    assert ROOT not in points[:1]
+    assert None not in points[:1]
 
 
 def test_sandbox_tree_replays_and_leaves_no_workers(tokenizer: object) -> None:
@@ -204,7 +204,7 @@ def test_a_branch_sees_its_whole_path(tiny: object) -> None:
     result = collect("treegym/Maze-v0", tiny, TreeSampler(m=1, n=3, l=2, k=None), tasks=2,
                      params=SamplingParams(max_tokens=8, seed=5), env_kwargs={"max_turns": 3})
     trees = result.trees
-    assert any(n.parent is not None and n.branch != trees[0].nodes[0].branch
+    assert any(n.parent is not None and n.origin is not None
                for t in trees for n in t.nodes), "some expansion should start below the root"
     tiny.model.eval()
     for seq in rows(trees):

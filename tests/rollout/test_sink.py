@@ -13,7 +13,7 @@ from treegym.rollout import RolloutResult, RolloutStats, TreeSink
 
 
 def tree(task: int, index: int = 0) -> Tree:
-    node = Node(id=0, parent=None, depth=1, branch="chain", action_ids=[5, 6],
+    node = Node(id=0, parent=None, depth=1, action_ids=[5, 6],
                 action_logprobs=[-0.1, -0.2], reward=1.0, terminated=True)
     return Tree(env_id="test", task=Task(id=f"t{task}", prompt="p"), task_index=task,
                 tree_index=index, seed=task, mode="chain", policy="test", prompt_ids=[1],

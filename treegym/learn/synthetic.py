@@ -17,7 +17,7 @@ import random
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..records import Node, Task, Tree
+from ..records import Node, Origin, Task, Tree
 
 
 class TreeShape(BaseModel):
@@ -80,7 +80,7 @@ def synthetic_trees(
         last = depth == turns
         node = Node(
             id=len(nodes), parent=parent.id if parent else None, depth=depth,
-            branch="chain" if not nodes else f"r1x{len(nodes)}",
+            origin=None if not nodes else Origin(round=1, index=len(nodes)),
             action_ids=tokens(action_tokens),
             action_logprobs=[-rng.uniform(0.05, 3.0) for _ in range(action_tokens)],
             obs_ids=[] if last else tokens(obs_tokens),

@@ -12,7 +12,6 @@ from typing import Any
 from ..env import AgentEnv
 from ..parsing import parse_action
 from ..records import Node
-from ..rollout import ROOT
 from ..sandbox_env import SandboxEnv
 from ..sandboxes import SandboxError
 from ..spaces import to_printable
@@ -100,7 +99,7 @@ def status(session: PlaySession) -> str:
 
 
 def turn_text(session: PlaySession, node: Node) -> str:
-    who = "" if node.branch == "human" else f" ({node.branch})"
+    who = "" if node.made_by == "human" else f" ({node.made_by})"
     lines = [f"turn {node.depth}{who}: {action_summary(node)}",
              to_printable(node.observation) or "(no observation)"]
     if node.reward:
@@ -113,7 +112,7 @@ def branches_text(session: PlaySession) -> str:
     lines = []
     for i, head in enumerate(session.branches):
         mark = "*" if i == session.current else " "
-        if head == ROOT:
+        if head is None:
             where, last = "start", "(no turns yet)"
         else:
             node = session.nodes[head]
@@ -126,19 +125,19 @@ def branches_text(session: PlaySession) -> str:
 
 def tree_text(session: PlaySession) -> str:
     """The whole tree, children indented under parents, branch heads marked."""
-    children: dict[int, list[Node]] = {}
+    children: dict[int | None, list[Node]] = {}
     for node in session.nodes:
-        children.setdefault(ROOT if node.parent is None else node.parent, []).append(node)
-    heads: dict[int, list[str]] = {}
+        children.setdefault(node.parent, []).append(node)
+    heads: dict[int | None, list[str]] = {}
     for i, head in enumerate(session.branches):
         heads.setdefault(head, []).append(f"b{i + 1}{'*' if i == session.current else ''}")
 
-    def marks(node_id: int) -> str:
+    def marks(node_id: int | None) -> str:
         return f"  <- {' '.join(heads[node_id])}" if node_id in heads else ""
 
-    lines = [f"prompt: {one_line(session.prompt, 50)}{marks(ROOT)}"]
+    lines = [f"prompt: {one_line(session.prompt, 50)}{marks(None)}"]
 
-    def walk(parent: int, indent: str) -> None:
+    def walk(parent: int | None, indent: str) -> None:
         kids = children.get(parent, [])
         for i, node in enumerate(kids):
             last = i == len(kids) - 1
@@ -149,7 +148,7 @@ def tree_text(session: PlaySession) -> str:
                          f" -> {one_line(node.observation, 36)}{end}{marks(node.id)}")
             walk(node.id, indent + ("   " if last else "|  "))
 
-    walk(ROOT, "")
+    walk(None, "")
     return "\n".join(lines)
 
 

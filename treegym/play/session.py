@@ -18,9 +18,9 @@ from typing import Any
 from ..env import AgentEnv
 from ..errors import TreegymError
 from ..policy import ChatRenderer, Context, Generation, Policy, SamplingParams
-from ..records import Node, Tree, write_jsonl
+from ..records import MadeBy, Node, Tree, write_jsonl
 from ..registry import make
-from ..rollout import ROOT
+from ..rollout import Point, TreeBuilder
 
 MAX_PROPOSALS = 16
 """More proposals than fit on a screen only cost generation time."""
@@ -28,14 +28,6 @@ MAX_PROPOSALS = 16
 
 class PlayError(TreegymError, ValueError):
     """A session command that can't be done here; the message says what can."""
-
-
-@dataclass
-class Point:
-    """The world and KV prefix right after a turn (or after reset, for the root)."""
-
-    env: AgentEnv
-    ctx: Context | None
 
 
 @dataclass
@@ -67,9 +59,8 @@ class PlaySession:
         self.policy_name = policy_name or (policy.backend if policy is not None else None)
         self.params = params or SamplingParams(max_tokens=128)
         self.chat = ChatRenderer(policy.tokenizer) if policy is not None else None
-        self.nodes: list[Node] = []
-        self.points: dict[int, Point] = {}
-        self.branches: list[int] = [ROOT]
+        self.builder = TreeBuilder(self.chat, policy)
+        self.branches: list[int | None] = [None]
         self.current = 0
         self.proposals: list[Proposal] = []
         self._generations = 0
@@ -87,14 +78,23 @@ class PlaySession:
         except BaseException:
             env.close()
             raise
-        self.points[ROOT] = Point(env, ctx)
+        self.builder.keep(None, Point(env, ctx))
         self._closed = False
 
     # -- where we are ------------------------------------------------------------------
 
     @property
-    def head(self) -> int:
-        """The node the current branch stands on (ROOT before its first turn)."""
+    def nodes(self) -> list[Node]:
+        return self.builder.nodes
+
+    @property
+    def points(self) -> dict[int | None, Point]:
+        """Every turn's world (and prefix), None for the start: going back reuses them."""
+        return self.builder.points
+
+    @property
+    def head(self) -> int | None:
+        """The node the current branch stands on (None before its first turn)."""
         return self.branches[self.current]
 
     @property
@@ -102,22 +102,17 @@ class PlaySession:
         """The world at the head, for looking at; stepping always forks it first."""
         return self.points[self.head].env
 
-    def depth(self, node_id: int) -> int:
-        return 0 if node_id == ROOT else self.nodes[node_id].depth
+    def depth(self, node_id: int | None) -> int:
+        return self.builder.depth(node_id)
 
-    def finished(self, node_id: int) -> bool:
-        return node_id != ROOT and self.nodes[node_id].is_leaf
+    def finished(self, node_id: int | None) -> bool:
+        return node_id is not None and self.nodes[node_id].is_leaf
 
-    def path(self, node_id: int) -> list[Node]:
+    def path(self, node_id: int | None) -> list[Node]:
         """The turns from the first one down to `node_id`."""
-        path = []
-        while node_id != ROOT:
-            node = self.nodes[node_id]
-            path.append(node)
-            node_id = ROOT if node.parent is None else node.parent
-        return path[::-1]
+        return self.builder.path(node_id)
 
-    def episode_return(self, node_id: int) -> float:
+    def episode_return(self, node_id: int | None) -> float:
         return sum(node.reward for node in self.path(node_id))
 
     def need_policy(self, command: str) -> Policy:
@@ -128,62 +123,34 @@ class PlaySession:
 
     # -- growing the tree --------------------------------------------------------------
 
-    def step(self, action: str, *, how: str = "human", proposal: Proposal | None = None) -> Node:
-        """Run `action` from the head on a fork of its world; the new turn becomes the head."""
+    def step(self, action: str, *, made_by: MadeBy = "human",
+             proposal: Proposal | None = None) -> Node:
+        """Run `action` from the head on a fork of its world; the new turn becomes the head.
+
+        A proposal brings the prefix it was sampled on; a typed action steps on a fork
+        of the head's prefix, and the builder encodes it.
+        """
         head = self._open_head()
         if proposal is None:
             self._drop_proposals()
         base = self.points[head]
-        env = base.env.fork()
+        if proposal is None:
+            point = self.builder.fork(base)
+        else:
+            point = Point(base.env.fork(), proposal.ctx)
         try:
-            start = time.perf_counter()
-            obs, reward, terminated, truncated, info = env.step(action)
-            seconds = time.perf_counter() - start
+            node = self.builder.step(
+                point, head, action if proposal is None else proposal.gen, made_by=made_by,
+                gen_seconds=0.0 if proposal is None else proposal.seconds)
         except BaseException:
-            env.close()
+            if proposal is None:
+                self.builder.release(point)
+            else:  # take() frees the proposal's prefix
+                point.env.close()
             raise
-        node = Node(
-            id=len(self.nodes), parent=None if head == ROOT else head, depth=env.turn,
-            branch=how, action_ids=[], action_logprobs=[], action=action, observation=obs,
-            calls=info["calls"], results=info["results"], reward=reward,
-            terminated=terminated, truncated=truncated, tool_seconds=seconds,
-        )
-        ctx = self._prefix(node, base, proposal)
-        self.nodes.append(node)
-        self.points[node.id] = Point(env, ctx)
+        self.builder.keep(node.id, point)
         self.branches[self.current] = node.id
         return node
-
-    def _prefix(self, node: Node, base: Point, proposal: Proposal | None) -> Context | None:
-        """Fill the node's token ids and return the KV prefix after it (None at a leaf).
-
-        A sampled action keeps the ids and log-probs the policy produced. A typed one is
-        encoded; it has no behaviour log-probs, so 0.0 placeholders keep trajectories
-        aligned and `branch == "human"` tells a learner to leave it out.
-        """
-        if self.policy is None or self.chat is None or base.ctx is None:
-            return None
-        if proposal is not None:
-            gen = proposal.gen
-            node.action_ids, node.action_logprobs = gen.ids, gen.logprobs
-            node.entropies, node.finish_reason = gen.entropies, gen.finish_reason
-            node.gen_seconds = proposal.seconds
-            ctx = proposal.ctx
-        else:
-            node.action_ids = self.chat.encode(node.action)
-            node.action_logprobs = [0.0] * len(node.action_ids)
-            ctx = None
-        if node.is_leaf:
-            if ctx is not None:
-                self.policy.release(ctx)
-            return None
-        node.obs_ids = self.chat.turn_ids(node.action_ids, [node.observation])
-        if ctx is None:
-            ctx = self.policy.fork(base.ctx)
-            self.policy.extend(ctx, node.action_ids + node.obs_ids)
-        else:
-            self.policy.extend(ctx, node.obs_ids)
-        return ctx
 
     def propose(self, k: int) -> list[Proposal]:
         """Let the policy sample `k` next actions from the head, without running them."""
@@ -210,14 +177,14 @@ class PlaySession:
         self.proposals = [Proposal(g, c, seconds) for g, c in zip(gens, ctxs, strict=True)]
         return self.proposals
 
-    def take(self, index: int, *, how: str = "model") -> Node:
+    def take(self, index: int) -> Node:
         """Run proposal `index` (0-based) as the next turn; the other proposals are dropped."""
         if not 0 <= index < len(self.proposals):
             raise PlayError(f"no proposal {index + 1}; pick 1-{len(self.proposals)}")
         chosen = self.proposals.pop(index)
         self._drop_proposals()
         try:
-            return self.step(chosen.gen.text, how=how, proposal=chosen)
+            return self.step(chosen.gen.text, made_by="policy", proposal=chosen)
         except BaseException:
             if self.policy is not None:
                 self.policy.release(chosen.ctx)
@@ -234,7 +201,7 @@ class PlaySession:
         made = []
         while not self.finished(self.head):
             self.propose(1)
-            made.append(self.take(0, how="auto"))
+            made.append(self.take(0))
             if on_turn is not None:
                 on_turn(made[-1])
         return made
@@ -260,11 +227,10 @@ class PlaySession:
     def back(self) -> int:
         """Move the current branch to its parent turn; its kept point is reused as is."""
         head = self.head
-        if head == ROOT:
+        if head is None:
             raise PlayError("already at the start of the episode")
         self._drop_proposals()
-        parent = self.nodes[head].parent
-        self.branches[self.current] = ROOT if parent is None else parent
+        self.branches[self.current] = self.nodes[head].parent
         return self.head
 
     # -- records -----------------------------------------------------------------------
@@ -293,11 +259,7 @@ class PlaySession:
             return
         self._closed = True
         self._drop_proposals()
-        for point in self.points.values():
-            point.env.close()
-            if point.ctx is not None and self.policy is not None:
-                self.policy.release(point.ctx)
-        self.points.clear()
+        self.builder.close()
 
     def __enter__(self) -> PlaySession:
         return self
@@ -307,7 +269,7 @@ class PlaySession:
 
     # -- internals ---------------------------------------------------------------------
 
-    def _open_head(self) -> int:
+    def _open_head(self) -> int | None:
         head = self.head
         if self.finished(head):
             node = self.nodes[head]

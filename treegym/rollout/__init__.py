@@ -5,16 +5,18 @@ and what they cost; both samplers run on one engine so their costs compare direc
 """
 
 from .collect import collect
-from .samplers import ROOT, ChainSampler, Sampler, TreeSampler
+from .samplers import ChainSampler, Sampler, TreeSampler
 from .sink import RolloutResult, TreeSink, finished_trees
 from .stats import RolloutStats
+from .tree import Point, TreeBuilder
 
 __all__ = [
-    "ROOT",
     "ChainSampler",
+    "Point",
     "RolloutResult",
     "RolloutStats",
     "Sampler",
+    "TreeBuilder",
     "TreeSampler",
     "TreeSink",
     "collect",

@@ -1,10 +1,9 @@
 """The rollout engine: grows many trees at once, one batched `generate` per step.
 
-Every branch is an (env, context) pair at the same point of the same episode. Tool calls
+Every branch is a live point (env and context) of one tree's `TreeBuilder`. Tool calls
 run on a thread pool while the next batch generates, so model and tools overlap. At a
-node that may later be expanded the engine keeps a snapshot, a forked env and a forked
-context; an expansion forks the snapshot again, so nothing before the branch point is
-generated or executed twice.
+node that may later be expanded the builder keeps a fork of the point; an expansion forks
+that kept point again, so nothing before the branch point is generated or executed twice.
 """
 
 from __future__ import annotations
@@ -14,35 +13,27 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from ..env import AgentEnv
 from ..errors import ConfigError, TreegymError
-from ..policy import ChatRenderer, Context, Generation, Policy, SamplingParams
-from ..records import Node, Tree
-from .samplers import ROOT, Sampler, canonical_key
+from ..policy import ChatRenderer, Generation, Policy, SamplingParams
+from ..records import Origin, Tree, Turn
+from .samplers import Sampler, canonical_key
+from .tree import Point, TreeBuilder, run_turn
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class Snapshot:
-    """A node's world and KV prefix, kept while the node may still be expanded."""
-
-    env: AgentEnv
-    ctx: Context
-
-
-@dataclass
 class TreeRun:
-    """One tree while it grows: its record, its snapshots and its branches in flight."""
+    """One tree while it grows: its record, its builder and its branches in flight."""
 
     record: Tree
     sampler: Sampler
     rng: np.random.Generator
-    snapshots: dict[int, Snapshot] = field(default_factory=dict)
+    builder: TreeBuilder = field(init=False)  # made by Engine.start_tree
     active: int = 0
     round: int = 0
 
@@ -55,31 +46,27 @@ class TreeRun:
 @dataclass
 class Branch:
     run: TreeRun
-    env: AgentEnv
-    ctx: Context
+    point: Point
     parent: int | None
-    depth: int
-    origin: tuple[int, int] = (0, 0)  # (round, expansion index); the first chain is (0, 0)
+    origin: Origin | None = None
 
     @property
-    def tag(self) -> str:
-        return "chain" if self.origin == (0, 0) else f"r{self.origin[0]}x{self.origin[1]}"
+    def depth(self) -> int:
+        """The depth of the turn this branch takes next."""
+        return self.run.builder.depth(self.parent) + 1
 
     def seed(self, base: int) -> int:
         """This turn's sampling seed, from the branch's place in its tree alone, so the
         same tree comes out whatever else shares the batch (threads, Ray workers)."""
         record = self.run.record
-        key = [base, record.seed, record.task_index, record.tree_index, *self.origin, self.depth]
+        where = (0, 0) if self.origin is None else (self.origin.round, self.origin.index)
+        key = [base, record.seed, record.task_index, record.tree_index, *where, self.depth]
         return int(np.random.SeedSequence(key).generate_state(1)[0])
 
 
 @dataclass
 class _Stepped:
-    observation: str
-    reward: float
-    terminated: bool
-    truncated: bool
-    info: dict[str, Any]
+    turn: Turn
     seconds: float
 
 
@@ -92,8 +79,8 @@ class StepTimeout(TreegymError):
 
 def _step(env: AgentEnv, text: str) -> _Stepped:
     start = time.perf_counter()
-    obs, reward, terminated, truncated, info = env.step(text)
-    return _Stepped(obs, reward, terminated, truncated, info, time.perf_counter() - start)
+    turn = run_turn(env, text)
+    return _Stepped(turn, time.perf_counter() - start)
 
 
 class Engine:
@@ -140,11 +127,12 @@ class Engine:
 
     def start_tree(self, run: TreeRun, env: AgentEnv, prompt_ids: list[int]) -> Branch:
         """The first branch of a tree, from a freshly reset env and its prompt."""
-        ctx = self.policy.start(prompt_ids)
+        run.builder = TreeBuilder(self.chat, self.policy)
+        point = Point(env, self.policy.start(prompt_ids))
         self._runs[id(run)] = run
         if run.expanding:
-            run.snapshots[ROOT] = Snapshot(env.fork(), self.policy.fork(ctx))
-        return self._track(Branch(run, env, ctx, parent=None, depth=1))
+            run.builder.keep(None, run.builder.fork(point))
+        return self._track(Branch(run, point, parent=None))
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -159,7 +147,7 @@ class Engine:
                 if ready:
                     gens, seconds = self._generate(ready)
                     for branch, gen in zip(ready, gens, strict=True):
-                        future = pool.submit(_step, branch.env, gen.text)
+                        future = pool.submit(_step, branch.point.env, gen.text)
                         pending[future] = (branch, gen, seconds)
                         started[future] = time.monotonic()
                     ready = []
@@ -173,7 +161,7 @@ class Engine:
                 for future in self._overdue(started):
                     branch, gen, seconds = pending.pop(future)
                     del started[future]
-                    branch.env.close()
+                    branch.point.env.close()
                     ready += self._advance(branch, gen, seconds, self._timed_out())
                 ready += self.next_trees()
                 if self.on_step is not None:
@@ -204,7 +192,7 @@ class Engine:
         if self.params.seed is not None:
             seeds = [branch.seed(self.params.seed) for branch in branches]
         start = time.perf_counter()
-        gens = self.policy.generate([b.ctx for b in branches], self.params, seeds=seeds)
+        gens = self.policy.generate([b.point.ctx for b in branches], self.params, seeds=seeds)
         seconds = time.perf_counter() - start
         self.gen_seconds += seconds
         return gens, seconds
@@ -212,39 +200,23 @@ class Engine:
     def _advance(self, branch: Branch, gen: Generation, gen_seconds: float,
                  future: Future[_Stepped]) -> list[Branch]:
         """Record the turn; continue the branch, or end it and maybe grow its tree."""
-        run = branch.run
-        node = Node(
-            id=len(run.record.nodes), parent=branch.parent, depth=branch.depth,
-            branch=branch.tag, action_ids=gen.ids, action_logprobs=gen.logprobs,
-            entropies=gen.entropies, finish_reason=gen.finish_reason, action=gen.text,
-            gen_seconds=gen_seconds,
-        )
+        run, builder = branch.run, branch.run.builder
         error = future.exception()
-        if error is not None:
-            node.error = f"{type(error).__name__}: {error}"
-        else:
-            stepped = future.result()
-            node.observation = stepped.observation
-            node.reward = stepped.reward
-            node.terminated = stepped.terminated
-            node.truncated = stepped.truncated
-            node.calls = stepped.info["calls"]
-            node.results = stepped.info["results"]
-            node.tool_seconds = stepped.seconds
-        run.record.nodes.append(node)
-        if not node.is_leaf:
-            node.obs_ids = self.chat.turn_ids(gen.ids, [node.observation])
-            self.policy.extend(branch.ctx, node.obs_ids)
+        stepped = None if error is not None else future.result()
+        node = builder.record(
+            branch.point, branch.parent, None if stepped is None else stepped.turn, gen,
+            made_by="policy", origin=branch.origin, gen_seconds=gen_seconds,
+            error=None if error is None else f"{type(error).__name__}: {error}",
+            tool_seconds=0.0 if stepped is None else stepped.seconds,
+        )
         if not node.is_leaf and run.expanding:  # after the observation: branches must see it
             try:
-                world = branch.env.fork()
+                builder.keep(node.id, builder.fork(branch.point))
             except TreegymError as exc:  # a world that can't be copied ends its branch here
                 node.error = f"cannot fork the world here: {exc}"
                 node.obs_ids = []
-            else:
-                run.snapshots[node.id] = Snapshot(world, self.policy.fork(branch.ctx))
         if not node.is_leaf:
-            return [Branch(run, branch.env, branch.ctx, node.id, branch.depth + 1, branch.origin)]
+            return [Branch(run, branch.point, node.id, branch.origin)]
         self._drop(branch)
         self.leaves += 1
         run.active -= 1
@@ -255,28 +227,25 @@ class Engine:
         if not run.expanding:
             self._finish(run)
             return []
-        points = run.sampler.expansion_points(run.record.nodes, run.rng)
+        points = run.sampler.expansion_points(run.builder.nodes, run.rng)
         run.round += 1
         branches = []
-        for i, point in enumerate(points):
-            snap = run.snapshots[point]
+        for i, at in enumerate(points):
             try:
-                world = snap.env.fork()
+                point = run.builder.fork(run.builder.points[at])
             except TreegymError as exc:  # its world died since: this expansion is lost
                 logger.warning("tree %s/%s: no expansion from node %s: %s",
-                               run.record.task_index, run.record.tree_index, point, exc)
+                               run.record.task_index, run.record.tree_index, at, exc)
                 continue
-            parent = None if point == ROOT else point
-            depth = 1 if point == ROOT else run.record.nodes[point].depth + 1
-            branches.append(self._track(Branch(
-                run, world, self.policy.fork(snap.ctx), parent, depth, (run.round, i),
-            )))
+            origin = Origin(round=run.round, index=i)
+            branches.append(self._track(Branch(run, point, at, origin)))
         if not run.expanding:  # that was the last round: no node needs its world any more
-            self._release_snapshots(run)
+            run.builder.close()
         return branches or self._grow(run)
 
     def _finish(self, run: TreeRun) -> None:
-        self._release_snapshots(run)
+        run.builder.close()
+        run.record.nodes = run.builder.nodes
         _renumber(run.record)
         run.record.kept = run.sampler.keep(run.record.leaves, run.rng)
         self._runs.pop(id(run), None)
@@ -286,26 +255,19 @@ class Engine:
 
     def _track(self, branch: Branch) -> Branch:
         branch.run.active += 1
-        self._branches[id(branch.env)] = branch
+        self._branches[id(branch.point.env)] = branch
         return branch
 
     def _drop(self, branch: Branch) -> None:
-        self._branches.pop(id(branch.env), None)
-        branch.env.close()
-        self.policy.release(branch.ctx)
-
-    def _release_snapshots(self, run: TreeRun) -> None:
-        for snap in run.snapshots.values():
-            snap.env.close()
-            self.policy.release(snap.ctx)
-        run.snapshots.clear()
+        self._branches.pop(id(branch.point.env), None)
+        branch.run.builder.release(branch.point)
 
     def close(self) -> None:
         """Free every live branch and snapshot: after Ctrl-C nothing may stay running."""
         for branch in list(self._branches.values()):
             self._drop(branch)
         for run in list(self._runs.values()):
-            self._release_snapshots(run)
+            run.builder.close()
         self._runs.clear()
 
 

@@ -19,9 +19,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..records import Node
 
-ROOT = -1
-"""The expansion point that restarts from the prompt."""
-
 
 def canonical_key(node: Node) -> tuple[int, int, int]:
     """A node's place in its tree that doesn't depend on timing: (round, expansion, depth).
@@ -30,10 +27,9 @@ def canonical_key(node: Node) -> tuple[int, int, int]:
     node ids are handed out in that order; sorting by this key makes expansion choices and
     the final numbering the same run after run.
     """
-    if node.branch == "chain":
+    if node.origin is None:
         return (0, 0, node.depth)
-    round_, index = node.branch[1:].split("x")
-    return (int(round_), int(index), node.depth)
+    return (node.origin.round, node.origin.index, node.depth)
 
 
 class ChainSampler(BaseModel):
@@ -60,7 +56,7 @@ class ChainSampler(BaseModel):
     def rounds(self) -> int:
         return 0
 
-    def expansion_points(self, nodes: list[Node], rng: np.random.Generator) -> list[int]:
+    def expansion_points(self, nodes: list[Node], rng: np.random.Generator) -> list[int | None]:
         """None: a chain never branches (the engine asks only while rounds remain)."""
         return []
 
@@ -109,10 +105,10 @@ class TreeSampler(BaseModel):
     def rounds(self) -> int:
         return self.l
 
-    def expansion_points(self, nodes: list[Node], rng: np.random.Generator) -> list[int]:
-        """`n` node ids to continue from (ROOT for the prompt), among non-leaf nodes."""
+    def expansion_points(self, nodes: list[Node], rng: np.random.Generator) -> list[int | None]:
+        """`n` node ids to continue from (None for the prompt), among non-leaf nodes."""
         ordered = sorted(nodes, key=canonical_key)
-        candidates = [ROOT] + [node.id for node in ordered if not node.is_leaf]
+        candidates: list[int | None] = [None] + [node.id for node in ordered if not node.is_leaf]
         if self.branch == "random":
             return [candidates[int(i)] for i in rng.integers(len(candidates), size=self.n)]
         scores = {c: self._uncertainty(c, nodes) for c in candidates}
@@ -120,10 +116,9 @@ class TreeSampler(BaseModel):
         order = sorted(candidates, key=lambda c: (-scores[c], rng.random()))
         return [order[i % len(order)] for i in range(self.n)]
 
-    def _uncertainty(self, point: int, nodes: list[Node]) -> float:
+    def _uncertainty(self, point: int | None, nodes: list[Node]) -> float:
         """Mean entropy of the first tokens generated *from* this point (its first child)."""
-        parent = None if point == ROOT else point
-        child = next((node for node in nodes if node.parent == parent), None)
+        child = next((node for node in nodes if node.parent == point), None)
         head = child.entropies[: self.entropy_tokens] if child else []
         return float(np.mean(head)) if head else 0.0
 

@@ -16,8 +16,9 @@ import numpy as np
 from ..env import AgentEnv
 from ..errors import ConfigError
 from ..policy import ChatRenderer
-from ..records import Node, Tree
+from ..records import Tree
 from ..registry import env_class, list_envs, make
+from ..rollout import Point, TreeBuilder
 
 
 def require_demonstrations(env_id: str) -> None:
@@ -61,28 +62,22 @@ def demonstrations(
 def _scripted_tree(env: AgentEnv, chat: ChatRenderer, rng: np.random.Generator,
                    optimal: float, *, env_id: str, env_kwargs: dict[str, Any], seed: int,
                    index: int) -> Tree:
+    """Replay the env's script through a `TreeBuilder`, as the engine records sampled turns."""
     obs, info = env.reset(seed=seed)
     prompt_ids = chat.prompt_ids([{"role": "user", "content": obs}], info["tools"])
     actions = env.demonstration(rng, optimal)
     if not actions:
         raise ConfigError(f"{env_id}: demonstration() gave no actions for seed {seed}")
-    nodes: list[Node] = []
-    for turn, text in enumerate(actions, 1):
-        ids = chat.encode(text) + [chat.tokenizer.eos_token_id]
-        obs, reward, terminated, truncated, turn_info = env.step(text)
-        node = Node(
-            id=len(nodes), parent=nodes[-1].id if nodes else None, depth=len(nodes) + 1,
-            branch="scripted", action_ids=ids, action_logprobs=[0.0] * len(ids),
-            action=text, observation=obs, calls=turn_info["calls"], results=turn_info["results"],
-            reward=reward, terminated=terminated, truncated=truncated,
-        )
-        nodes.append(node)
+    builder = TreeBuilder(chat)
+    point = Point(env, None)
+    parent: int | None = None
+    for text in actions:
+        node = builder.step(point, parent, text, made_by="scripted")
+        parent = node.id
         if node.is_leaf:
             break
-        if turn < len(actions):
-            node.obs_ids = chat.turn_ids(ids, [obs])
     return Tree(
         env_id=env_id, env_kwargs=env_kwargs, task=info["task"], task_index=index,
         tree_index=0, seed=seed, mode="chain", policy="demonstration",
-        tools=info["tools"], prompt_ids=prompt_ids, nodes=nodes, kept=[nodes[-1].id],
+        tools=info["tools"], prompt_ids=prompt_ids, nodes=builder.nodes, kept=[parent],
     )

@@ -24,7 +24,8 @@ def _node(tree: Tree, node: Node, kept: set[int]) -> dict[str, Any]:
         "id": node.id,
         "parent": node.parent,
         "depth": node.depth,
-        "branch": node.branch,
+        "origin": None if node.origin is None else node.origin.model_dump(),
+        "made_by": node.made_by,
         "action": node.action,
         "calls": [{"name": c.name, "arguments": c.arguments} for c in node.calls],
         "results": [
