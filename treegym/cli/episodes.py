@@ -103,11 +103,11 @@ def rollout(
     table, or with --json one JSON object."""
     from ..policy import SamplingParams, make_policy
     from ..progress import counter
-    from ..registry import spec as env_spec
+    from ..registry import check_id
     from ..rollout import ChainSampler, TreeSampler, collect
     from .base import progress_bar
 
-    env_spec(env_id)
+    check_id(env_id)
     if mode not in ("tree", "chain"):
         raise typer.BadParameter(f"--mode must be tree or chain, not {mode!r}")
     if ray is not None and max_live_trees is not None:
@@ -179,12 +179,15 @@ def play(
     """Be the agent: step, fork any turn, go back, let a model continue, save the tree."""
     from ..play.tui import run
     from ..policy import SamplingParams
-    from ..registry import env_info
+    from ..registry import REMOTE_PREFIX, env_info
 
     env_kwargs = parse_options(env_opt)
     if sandbox is not None:
         if sandbox not in ("local", "docker"):
             raise typer.BadParameter(f"--sandbox must be local or docker, not {sandbox!r}")
+        if env_id.startswith(REMOTE_PREFIX):
+            raise typer.BadParameter("a remote env's sandbox is chosen where it is served: "
+                                     "`treegym serve ID --sandbox docker`; drop --sandbox")
         if not env_info(env_id).needs_sandbox:
             raise typer.BadParameter(f"{env_id} runs no sandbox; drop --sandbox")
         env_kwargs["sandbox"] = sandbox
@@ -213,10 +216,10 @@ def eval_(
     JSON object."""
     from ..evaluate import evaluate
     from ..policy import SamplingParams, make_policy
-    from ..registry import spec as env_spec
+    from ..registry import check_id
     from .base import progress_bar
 
-    env_spec(env_id)
+    check_id(env_id)
     model = make_policy(policy)
     try:
         with progress_bar() as progress:
