@@ -152,12 +152,24 @@ class BasePolicy(ABC):
         if not ctxs:
             return []
         params = self._resolve(params, stop)
-        return self._generate(ctxs, params, self._seeds(params, len(ctxs), seeds))
+        gens = self._generate(ctxs, params, self._seeds(params, len(ctxs), seeds))
+        for ctx, gen in zip(ctxs, gens, strict=True):
+            self._append(ctx, gen.ids)
+        return gens
 
     @abstractmethod
     def _generate(self, ctxs: Sequence[Context], params: SamplingParams,
                   seeds: list[int | None]) -> list[Generation]:
-        """The backend's decoding of a checked, non-empty batch with resolved params."""
+        """The backend's decoding of a checked, non-empty batch with resolved params.
+
+        It grows each context's backend state but not its ids: `generate` appends the
+        generated ids afterwards, so while it runs `len(ctx)` is the prefix it started from.
+        """
+
+    @staticmethod
+    def _append(ctx: Context, ids: Sequence[int]) -> None:
+        """The one place a context's ids grow; callers have checked them."""
+        ctx._ids.extend(ids)
 
     def _prompt_ids(self, prompt_ids: Sequence[int]) -> list[int]:
         """`start`'s ids, checked: a context must hold at least one id to decode from."""
@@ -220,8 +232,7 @@ class ServerCachedPolicy(BasePolicy):
 
     def extend(self, ctx: Context, ids: Sequence[int]) -> None:
         """Append ids; the engine prefills them on the next `generate`."""
-        self._live(ctx)
-        ctx._ids.extend(self._check_ids(ids, "extend ids"))
+        self._append(self._live(ctx), self._check_ids(ids, "extend ids"))
 
     def fork(self, ctx: Context) -> Context:
         """A copy of the ids; the KV is shared by the engine's prefix cache."""

@@ -133,14 +133,14 @@ class HFPolicy(BasePolicy):
         if not ids:
             return
         reused = len(ctx)
-        ctx.state = self._prefill(ctx.state, [ctx._ids[-1], *ids[:-1]])
-        ctx._ids.extend(ids)
+        ctx.state = self._prefill(ctx.state, [ctx.ids[-1], *ids[:-1]])
+        self._append(ctx, ids)
         self.ledger.add(prefilled=len(ids), cached=reused)
 
     def fork(self, ctx: Context) -> Context:
         """A new context sharing `ctx`'s KV spans; neither ever writes them in place."""
         self._live(ctx)
-        return Context(ctx._ids, state=ctx.state)
+        return Context(ctx.ids, state=ctx.state)
 
     def kv_bytes(self, ctxs: Sequence[Context]) -> int:
         """KV memory `ctxs` hold together, counting spans that forks share once."""
@@ -244,7 +244,7 @@ class HFPolicy(BasePolicy):
                 done = self._stopped(out_ids[i], params, window)
                 if done or step == params.max_tokens - 1:
                     reasons[i] = "stop" if done else "length"
-                    self._finish(ctxs[i], cache, row, pads[i], out_ids[i])
+                    self._finish(ctxs[i], cache, row, pads[i])
                 else:
                     keep.append(row)
             if not keep:
@@ -263,15 +263,15 @@ class HFPolicy(BasePolicy):
             for ids, lp, h, r in zip(out_ids, out_lp, out_h, reasons, strict=True)
         ]
 
-    def _finish(self, ctx: Context, cache: object, row: int, pad: int, new: list[int]) -> None:
-        """Add to `ctx` the span this call computed: its batch row past what it had."""
+    def _finish(self, ctx: Context, cache: object, row: int, pad: int) -> None:
+        """Add to `ctx`'s state the span this call computed: its batch row past what it had
+        (`generate` appends the ids once this call returns)."""
         start = pad + len(ctx) - 1
         ctx.state = (*ctx.state, tuple(
             (layer.keys[row : row + 1, :, start:].clone(),
              layer.values[row : row + 1, :, start:].clone())
             for layer in cache.layers
         ))
-        ctx._ids.extend(new)
 
 
 def _length(kv: KV) -> int:

@@ -37,7 +37,7 @@ class MenuPolicy(BasePolicy):
 
     def extend(self, ctx: Context, ids: Sequence[int]) -> None:
         ids = self._check_ids(ids, "extend ids")
-        self._live(ctx)._ids.extend(ids)
+        self._append(self._live(ctx), ids)
         self.ledger.add(prefilled=len(ids))
 
     def fork(self, ctx: Context) -> Context:
@@ -48,11 +48,10 @@ class MenuPolicy(BasePolicy):
                   seeds: list[int | None]) -> list[Generation]:
         choice_logprob = -math.log(len(self.menu))
         out = []
-        for ctx, seed in zip(ctxs, seeds, strict=True):
+        for seed in seeds:  # a pick ignores the context: the menu is the whole policy
             rng = self._rng if seed is None else np.random.default_rng(seed)
             pick = int(rng.integers(len(self.menu)))
             ids = self.menu[pick][: params.max_tokens]
-            self._live(ctx)._ids.extend(ids)
             self.ledger.add(generated=len(ids))
             finish = "stop" if len(ids) == len(self.menu[pick]) else "length"
             out.append(Generation(

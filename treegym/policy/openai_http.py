@@ -197,7 +197,7 @@ class OpenAIPolicy(ServerCachedPolicy):
 
     def _generate(self, ctxs: Sequence[Context], params: SamplingParams,
                   seeds: list[int | None]) -> list[Generation]:
-        bodies = [self._body(c._ids, params, seed)
+        bodies = [self._body(c.ids, params, seed)
                   for c, seed in zip(ctxs, seeds, strict=True)]
         replies = self._run(self._generate_all(bodies))
         gens = []
@@ -207,7 +207,6 @@ class OpenAIPolicy(ServerCachedPolicy):
             usage = reply.get("usage") or {}
             cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
             self.ledger.add(prefilled=len(ctx) - cached, cached=cached, generated=len(ids))
-            ctx._ids.extend(ids)
             gens.append(
                 Generation(
                     ids=ids,

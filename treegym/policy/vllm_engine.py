@@ -125,7 +125,6 @@ class VLLMPolicy(ServerCachedPolicy):
             steps = done.logprobs or []
             cached = out.num_cached_tokens or 0
             self.ledger.add(prefilled=len(ctx) - cached, cached=cached, generated=len(ids))
-            ctx._ids.extend(ids)
             gens.append(
                 Generation(
                     ids=ids,
