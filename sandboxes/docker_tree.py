@@ -37,9 +37,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ._docker_owned import LABEL, OWNER_LABEL, owner_id, sweep_once
 from ._handles import _Tree
 from .base import Capabilities, SandboxError, SandboxLimits
-from .docker import LABEL, OWNER_LABEL, _sweep_once, owner_id
 from .docker_image import docker_client, ensure_image
 from .local import _ISOLATION, LocalSandbox, worker_config
 
@@ -116,7 +116,7 @@ class DockerTreeSandbox(LocalSandbox):
         config = worker_config(self.limits, fork_method, disk_mb, squash_every,
                                max_tree_processes, uid)
         client = client or docker_client()
-        _sweep_once(client)
+        sweep_once(client)
         image = image or ensure_image(client=client)
         rendezvous = Path(tempfile.mkdtemp(prefix="treegym-docker-"))
         container_id: str | None = None

@@ -23,7 +23,8 @@ from treegym.sandboxes import (
     SandboxLimits,
     open_sandbox,
 )
-from treegym.sandboxes.docker import LABEL, OWNER_LABEL, DockerSandbox, owner_id, remove_stale
+from treegym.sandboxes._docker_owned import LABEL, OWNER_LABEL, owner_id, remove_stale
+from treegym.sandboxes.docker import DockerSandbox
 
 
 @pytest.fixture

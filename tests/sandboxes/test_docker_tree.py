@@ -45,7 +45,7 @@ from test_local_hostile import (  # noqa: F401
 
 import treegym
 from treegym.sandboxes import LimitExceeded, SandboxError, SandboxLimits, open_sandbox
-from treegym.sandboxes.docker import OWNER_LABEL, owner_id, remove_stale
+from treegym.sandboxes._docker_owned import OWNER_LABEL, owner_id, remove_stale
 from treegym.sandboxes.docker_tree import DockerTreeSandbox
 
 
