@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from helpers import call
@@ -111,16 +112,24 @@ def test_sandbox_fork_replays_and_isolates(
         env.reset(seed=seed)
         return env
 
-    parent = fresh_calc()
+    check_fork_replays_and_isolates(fresh_calc, prefix, ours, theirs)
+
+
+def check_fork_replays_and_isolates(fresh: Callable[[], treegym.AgentEnv], prefix: list[str],
+                                    ours: list[str], theirs: list[str]) -> None:
+    """After `prefix`, a fork's steps (`theirs`) leave its parent exactly where a fresh
+    replay of `prefix` is, and are themselves what a fresh replay of prefix + theirs gives."""
+    parent = fresh()
     envs = [parent]
     try:
         outcomes(parent, prefix)
-        child, reference = parent.fork(), fresh_calc()
+        child, reference = parent.fork(), fresh()
         envs += [child, reference]
+        assert child.history == parent.history
         outcomes(reference, prefix)
         child_trace = outcomes(child, theirs)
         assert outcomes(parent, ours) == outcomes(reference, ours)
-        replay = fresh_calc()
+        replay = fresh()
         envs.append(replay)
         outcomes(replay, prefix)
         assert outcomes(replay, theirs) == child_trace

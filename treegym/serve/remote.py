@@ -100,7 +100,7 @@ class RemoteEnv(AgentEnv):
         query = urlencode({"session_id": session_id}) if session_id else ""
         return connect(f"{self.ws_url}/ws" + (f"?{query}" if query else ""),
                        additional_headers=self._headers(), open_timeout=self.timeout,
-                       max_size=None)
+                       max_size=None, legacy=True)  # held across calls; close() closes it
 
     def _ask(self, kind: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
         """Send one message and return its reply's data; a server error is an EpisodeError."""

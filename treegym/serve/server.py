@@ -221,7 +221,7 @@ async def _ws_session(websocket: WebSocket, table: SessionTable) -> None:
             await table.close(session.id, "its connection closed")
         try:
             await websocket.close()
-        except RuntimeError:  # the client hung up first
+        except (RuntimeError, WebSocketDisconnect):  # the client hung up first
             pass
 
 
@@ -288,6 +288,7 @@ def run(config: ServeConfig, announce: Callable[[str], None]) -> None:
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((config.host, config.port))
+    sock.listen(128)  # connections queue from here on, so the announced URL already works
     host, port = sock.getsockname()[:2]
     server = uvicorn.Server(uvicorn.Config(
         create_app(config), log_level="warning", lifespan="on",
