@@ -46,6 +46,23 @@ def parse_options(pairs: list[str]) -> dict[str, object]:
     return options
 
 
+def env_options(env_id: str, pairs: list[str], sandbox: str | None) -> dict[str, object]:
+    """The env's options from `--env-opt` pairs and `--sandbox`, refusing a sandbox choice
+    that cannot apply: a remote env's is made where it is served, and some envs run none."""
+    from ..registry import REMOTE_PREFIX, env_info
+
+    options = parse_options(pairs)
+    if sandbox is None:
+        return options
+    if sandbox not in ("local", "docker"):
+        raise typer.BadParameter(f"--sandbox must be local or docker, not {sandbox!r}")
+    if env_id.startswith(REMOTE_PREFIX):
+        raise typer.BadParameter("a remote env's sandbox is chosen where it is served: "
+                                 "`treegym serve ID --sandbox docker`; drop --sandbox")
+    if not env_info(env_id).needs_sandbox:
+        raise typer.BadParameter(f"{env_id} runs no sandbox; drop --sandbox")
+    return options | {"sandbox": sandbox}
+
 
 @contextmanager
 def progress_bar() -> Iterator[Progress]:

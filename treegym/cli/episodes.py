@@ -9,7 +9,7 @@ from typing import Literal
 import typer
 from rich.table import Column, Table
 
-from .base import JSON_OPTION, app, console, parse_options
+from .base import JSON_OPTION, app, console, env_options, parse_options
 
 
 @app.command()
@@ -179,18 +179,8 @@ def play(
     """Be the agent: step, fork any turn, go back, let a model continue, save the tree."""
     from ..play.tui import run
     from ..policy import SamplingParams
-    from ..registry import REMOTE_PREFIX, env_info
 
-    env_kwargs = parse_options(env_opt)
-    if sandbox is not None:
-        if sandbox not in ("local", "docker"):
-            raise typer.BadParameter(f"--sandbox must be local or docker, not {sandbox!r}")
-        if env_id.startswith(REMOTE_PREFIX):
-            raise typer.BadParameter("a remote env's sandbox is chosen where it is served: "
-                                     "`treegym serve ID --sandbox docker`; drop --sandbox")
-        if not env_info(env_id).needs_sandbox:
-            raise typer.BadParameter(f"{env_id} runs no sandbox; drop --sandbox")
-        env_kwargs["sandbox"] = sandbox
+    env_kwargs = env_options(env_id, env_opt, sandbox)
     run(env_id, seed=seed, env_kwargs=env_kwargs, policy_spec=policy,
         params=SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=seed))
 

@@ -6,7 +6,7 @@ import os
 
 import typer
 
-from .base import app, parse_options
+from .base import app, env_options
 
 
 @app.command()
@@ -32,13 +32,7 @@ def serve(
     from ..serve.server import run
     from ..serve.sessions import ServeConfig
 
-    options = parse_options(env_opt)
-    if sandbox is not None:
-        if sandbox not in ("local", "docker"):
-            raise typer.BadParameter(f"--sandbox must be local or docker, not {sandbox!r}")
-        if not env_info(env_id).needs_sandbox:
-            raise typer.BadParameter(f"{env_id} runs no sandbox; drop --sandbox")
-        options["sandbox"] = sandbox
+    options = env_options(env_id, env_opt, sandbox)
     env_info(env_id)
     config = ServeConfig(env_id=env_id, env_options=options, host=host, port=port,
                          max_sessions=max_sessions,

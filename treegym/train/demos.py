@@ -17,12 +17,17 @@ from ..env import AgentEnv
 from ..errors import ConfigError
 from ..policy import ChatRenderer
 from ..records import Tree
-from ..registry import env_class, list_envs, make
+from ..registry import REMOTE_PREFIX, env_class, list_envs, make
 from ..rollout import Point, TreeBuilder
 
 
 def require_demonstrations(env_id: str) -> None:
     """Fail before any model loads when `env_id` can't script its episodes."""
+    if env_id.startswith(REMOTE_PREFIX):
+        raise ConfigError(
+            f"warm_start needs demonstrations, and {env_id} is served elsewhere: its "
+            "demonstration() runs only in-process. Warm-start on the env's registered id "
+            "and pass the result as init_weights, or set warm_start.steps: 0")
     cls = env_class(env_id)
     if cls is not None and cls.has_demonstration():
         return
