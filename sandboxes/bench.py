@@ -65,11 +65,8 @@ def measure_fork(open_box: Callable[[], LocalSandbox], n_files: int = 200, inter
                 raise RuntimeError("the forked child lost the interpreter's memory")
         fork_pss = _fork_pss_mib(sb)
         method = sb.capabilities.fork_method
-    q = statistics.quantiles(times, n=100)
     return {
-        "p50_ms": round(statistics.median(times), 3),
-        "p90_ms": round(q[89], 3),
-        "p99_ms": round(q[98], 3),
+        **percentiles_ms(times, 50, 90, 99),
         "fork_pss_mib": round(fork_pss, 3),
         "method": method,
         "repeats": repeats,
@@ -121,3 +118,11 @@ if __name__ == "__main__":
     import json
 
     print(json.dumps(measure_local_fork()))
+
+
+def percentiles_ms(times_ms: list[float], *points: int) -> dict[str, float]:
+    """`{"p50_ms": ..., "p90_ms": ...}` for `points`, rounded to 3 decimals: p50 is the
+    median, the others cut points of 100 quantiles, so every bench reports tails alike."""
+    q = statistics.quantiles(times_ms, n=100)
+    return {f"p{p}_ms": round(statistics.median(times_ms) if p == 50 else q[p - 1], 3)
+            for p in points}

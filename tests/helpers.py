@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, NoReturn
 
 import numpy as np
 import pytest
 
 from treegym import AgentEnv, Task, ToolError, tool
+
+TREEGYM = str(Path(sys.executable).with_name("treegym"))  # the CLI of this venv
 
 # Read at import, before the policy tests' `tiny` fixture points TREEGYM_CACHE elsewhere.
 USER_CACHE = os.environ.get("TREEGYM_CACHE")

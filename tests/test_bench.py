@@ -79,3 +79,16 @@ def test_bench_rollout_json() -> None:
     assert report["token_ratio"] > 1
     assert "chain trees" in out.stderr and "3/3" in out.stderr
     assert "tree trees" in out.stderr and "1/1" in out.stderr
+
+
+def test_bench_serve_json() -> None:
+    out = treegym("bench", "serve", "--json", "--repeats", "5")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["env_id"] == "treegym/PyCalc-v0" and report["turn"] == 5
+    assert report["repeats"] == 5
+    for name in ("fork", "reset_replay", "step"):
+        p50, p90 = report[f"{name}_p50_ms"], report[f"{name}_p90_ms"]
+        assert 0 < p50 <= p90, name
+    assert report["speedup_vs_reset_replay"] > 0  # reported, not judged
+    assert "serve forks and replays" in out.stderr and "8/8" in out.stderr  # 5 + 3 warm-up

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import TREEGYM
 
 from treegym import Episode, read_jsonl
-
-TREEGYM = shutil.which("treegym", path=str(Path(sys.executable).parent))
 
 
 def treegym(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -4,12 +4,10 @@ named shapes, --tokens-per-turn; figures exact where they must be, speed never j
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from helpers import TREEGYM
 
 from treegym.learn.bench import bench_learner, bench_shape
 from treegym.learn.packing import pack
@@ -20,7 +18,6 @@ pytest.importorskip("transformers")
 KEYS = {"packed_step_s", "per_leaf_step_s", "speedup", "ideal_speedup", "fraction_of_ideal",
         "packed_tokens", "per_leaf_tokens", "packed_peak_mb", "per_leaf_peak_mb",
         "max_abs_logprob_diff", "max_rel_grad_diff"}
-TREEGYM = shutil.which("treegym", path=str(Path(sys.executable).parent))
 
 
 @pytest.fixture(autouse=True)

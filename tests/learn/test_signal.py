@@ -6,16 +6,15 @@ ranges, finiteness, and that signal is reported as signal and its absence as abs
 
 import json
 import math
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
 pytest.importorskip("transformers")
+
+from helpers import TREEGYM
 
 import treegym  # noqa: E402
 from treegym import AgentEnv, Task  # noqa: E402
@@ -40,7 +39,6 @@ class EvenLengthEnv(AgentEnv):
 
 treegym.register(EVEN, entry_point=EvenLengthEnv)
 
-TREEGYM = shutil.which("treegym", path=str(Path(sys.executable).parent))
 SMALL = dict(spec="tiny", tasks=2, repeats=2, reference_factor=2, max_tokens=6, max_turns=2)
 
 

@@ -6,8 +6,11 @@ import json
 
 import httpx
 import pytest
-from conftest import Server, serving
 from helpers import call
+
+from treegym.errors import EpisodeError
+from treegym.serve.child import ServerProcess as Server
+from treegym.serve.child import serving
 
 GenericEnvClient = pytest.importorskip("openenv.core.generic_client").GenericEnvClient
 
@@ -92,6 +95,6 @@ def test_bad_messages_get_errors_that_name_the_way_out(pycalc_server: Server) ->
 
 
 def test_unknown_env_id_is_refused_at_start() -> None:
-    with pytest.raises(pytest.fail.Exception, match="unknown env id 'treegym/Nope-v0'"):
+    with pytest.raises(EpisodeError, match="did not start: .*unknown env id 'treegym/Nope-v0'"):
         with serving("treegym/Nope-v0"):
             pass

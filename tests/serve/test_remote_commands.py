@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TREEGYM, Server, serving
-from helpers import call
+from helpers import TREEGYM, call
 
 from treegym import Tree, read_jsonl
 from treegym.errors import ConfigError
 from treegym.play import PlaySession
+from treegym.serve.child import ServerProcess as Server
+from treegym.serve.child import serving
 from treegym.train.config import TrainConfig
 from treegym.train.demos import require_demonstrations
 

@@ -4,7 +4,6 @@ exactly, and siblings never see each other's steps (files and interpreter includ
 from __future__ import annotations
 
 import pytest
-from conftest import Server, serving
 from helpers import call
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -13,6 +12,8 @@ from test_fork_property import check_fork_replays_and_isolates, code_actions, ou
 import treegym
 from treegym.errors import ConfigError, EpisodeError, ForkError
 from treegym.serve import RemoteEnv
+from treegym.serve.child import ServerProcess as Server
+from treegym.serve.child import serving
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[

@@ -6,10 +6,11 @@ import json
 import subprocess
 from pathlib import Path
 
-from conftest import TREEGYM, Server
+from helpers import TREEGYM
 
 from treegym.distributed.digest import tree_digest
 from treegym.records import Tree, read_jsonl
+from treegym.serve.child import ServerProcess as Server
 
 ROLLOUT = ["--policy", "tiny", "--mode", "tree", "--m", "1", "--n", "2", "--l", "1",
            "--tasks", "2", "--max-tokens", "16", "--seed", "3", "--json"]

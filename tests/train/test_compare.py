@@ -6,7 +6,6 @@ import json
 import math
 import statistics
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("matplotlib")
 
 import torch  # noqa: E402
+from helpers import TREEGYM
 from safetensors.torch import load_file  # noqa: E402
 from train_helpers import small  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
@@ -26,7 +26,6 @@ from treegym.train import ConfigError, compare, load_config  # noqa: E402
 from treegym.train.compare_report import RunResult, curve, summarise  # noqa: E402
 from treegym.train.metrics import StepMetrics  # noqa: E402
 
-TREEGYM = str(Path(sys.executable).parent / "treegym")
 # Runs of 1 task a step, one turn of at most 4 tokens: a few seconds each on CPU.
 FAST = {"env_kwargs": {"size": 2, "max_turns": 1}, "tasks_per_step": 1, "max_new_tokens": 4,
         "steps": 10, "checkpoint_every": 10, "stop_after_flat_steps": None}

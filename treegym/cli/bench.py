@@ -140,3 +140,19 @@ def bench_signal(
                          max_tokens=max_tokens, max_turns=max_turns, temperature=temperature,
                          seed=seed, env_kwargs=parse_options(env_opt), progress=progress)
     print_report(report.figures(), "chain vs tree gradient signal", as_json)
+
+
+@bench_app.command("serve")
+def bench_serve(
+    repeats: int = typer.Option(20, min=2, help="Forks and replays to time (after 3 "
+                                "warm-up rounds)."),
+    seed: int = typer.Option(0, help="The PyCalc-v0 task's seed."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Over a `treegym serve` child process: a fork of PyCalc-v0 at turn 5 vs reset plus
+    replaying the same 5 actions, and one step's round trip."""
+    from ..serve.bench import bench_serve as measure
+
+    with progress_bar() as progress:
+        report = measure(repeats=repeats, seed=seed, progress=progress)
+    print_report(report, "served fork vs reset + replay", as_json)
