@@ -21,6 +21,7 @@ from treegym.distributed.digest import tree_digest
 from treegym.policy import MenuPolicy, SamplingParams, load_tokenizer, make_policy, tiny_path
 from treegym.rollout import ChainSampler, TreeSampler, collect
 from treegym.sandboxes.local import worker_processes
+from treegym.serve.child import serving
 
 pytest.importorskip("ray")
 pytest.importorskip("transformers", reason="rollouts need the torch extra for the tokenizer")
@@ -95,6 +96,21 @@ def test_a_killed_worker_loses_and_duplicates_nothing(ray_local: object, tmp_pat
     while sandboxes & set(worker_processes()) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not sandboxes & set(worker_processes()), "a worker's sandboxes outlived the run"
+
+
+def test_ray_workers_hold_remote_envs(ray_local: object) -> None:
+    """Workers that import treegym but run no sandbox: the worlds live in `treegym serve`,
+    and the trees are the in-process ones, tool calls and forks of the interpreter included."""
+    sampler, params = TreeSampler(m=1, n=2, l=1), SamplingParams(seed=1)
+    with serving("treegym/PyCalc-v0", "--env-opt", "max_turns=3") as server:
+        got = ray_collect(f"remote:{server.url}", menu_policy(PYCALC_MENU), sampler, 2,
+                          params=params, ray=RayConfig(workers=2))
+    want = collect("treegym/PyCalc-v0", menu_policy(PYCALC_MENU)(), sampler, 2,
+                   params=params, env_kwargs={"max_turns": 3})
+    assert any(r.output for t in got.trees for n in t.nodes for r in n.results)
+    assert_same_trees([t.model_copy(update={"env_id": "treegym/PyCalc-v0",
+                                            "env_kwargs": {"max_turns": 3}})
+                       for t in got.trees], want.trees)
 
 
 def test_resume_rolls_out_only_the_missing_trees(ray_local: object, tmp_path: Path) -> None:
