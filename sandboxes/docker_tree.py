@@ -39,9 +39,10 @@ from typing import Any
 
 from ._docker_owned import LABEL, OWNER_LABEL, owner_id, sweep_once
 from ._handles import _Tree
-from .base import Capabilities, SandboxError, SandboxLimits
+from ._launch import Launcher, Started, TreeProfile, TreeSpec
+from .base import SandboxError, SandboxLimits
 from .docker_image import docker_client, ensure_image
-from .local import _ISOLATION, LocalSandbox, worker_config
+from .local import LocalSandbox
 
 WORKER_FILES = ("_worker.py", "_world.py", "_wire.py", "_linux.py", "_files.py", "_seccomp.py",
                 "_commands.py", "_tree.py")
@@ -94,39 +95,43 @@ class DockerTreeSandbox(LocalSandbox):
     `squash_every`, `max_tree_processes`, limits and their keyword overrides), plus
     `image`, `client`, `tree_memory_mb` (the container's memory cgroup, shared by every
     branch of the tree and by its in-memory layer store) and `tree_cpus` (its CPU cores).
+    Only where the first worker runs differs: `ContainerLauncher`.
     """
 
-    def __init__(
-        self,
-        limits: SandboxLimits | dict[str, Any] | None = None,
-        *,
-        image: str | None = None,
-        client: Any = None,
-        fork_method: str = "overlayfs",
-        disk_mb: int = 2048,
-        squash_every: int = 32,
-        max_tree_processes: int = 1024,
-        tree_memory_mb: int = 4096,
-        tree_cpus: float | None = 2.0,
-        start_timeout: float = 60.0,
-        **limit_fields: Any,
-    ) -> None:
-        self.limits = SandboxLimits.merge(limits, limit_fields)
+    def __init__(self, limits: SandboxLimits | dict[str, Any] | None = None, *,
+                 image: str | None = None, client: Any = None, start_timeout: float = 60.0,
+                 launcher: Launcher | None = None, **options: Any) -> None:
+        super().__init__(limits, start_timeout=start_timeout,
+                         launcher=launcher or ContainerLauncher(image, client, start_timeout),
+                         **options)
+
+    @property
+    def container_id(self) -> str | None:
+        return self._profile.container_id
+
+
+class ContainerLauncher:
+    """A tree in a container of its own, as host uid drawn at random: the kernel counts
+    user namespaces, inotify instances and keys per uid, so each tree's quotas are its own."""
+
+    def __init__(self, image: str | None, client: Any, start_timeout: float) -> None:
+        self.client = client or docker_client()
+        sweep_once(self.client)
+        self.image = image or ensure_image(client=self.client)
+        self.start_timeout = start_timeout
+
+    def start(self, spec: TreeSpec) -> Started:
         uid = DOCKER_TREE_UIDS + secrets.randbelow(1 << 28)
-        config = worker_config(self.limits, fork_method, disk_mb, squash_every,
-                               max_tree_processes, uid)
-        client = client or docker_client()
-        sweep_once(client)
-        image = image or ensure_image(client=client)
+        config = spec.worker_config(uid)
+        client = self.client
         rendezvous = Path(tempfile.mkdtemp(prefix="treegym-docker-"))
         container_id: str | None = None
         chan = life = None
         try:
             listener = _listen(rendezvous / SOCKET_NAME)
-            container_id = _start_container(client, image, self.limits, rendezvous, config,
-                                            max_tree_processes, tree_memory_mb, tree_cpus, uid)
+            container_id = _start_container(client, self.image, spec, rendezvous, config, uid)
             with listener:
-                listener.settimeout(start_timeout)
+                listener.settimeout(self.start_timeout)
                 chan = _accept(listener, client, container_id)
                 chan.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
                 life = _accept(listener, client, container_id)
@@ -138,24 +143,13 @@ class DockerTreeSandbox(LocalSandbox):
                     sock.close()
             _remove(client, container_id, rendezvous)
             raise
-        self.container_id = container_id
-        self._tree_cap = "the container's memory cgroup"
-        self._tree_isolation = ["uid-per-tree"] + (["cpu-cgroup"] if tree_cpus else [])
-        self._attach_root(_Tree(functools.partial(_stop_tree, client, container_id, life)),
-                          chan, start_timeout)
-
-    @property
-    def capabilities(self) -> Capabilities:
-        local = super().capabilities
-        return Capabilities(
-            backend="docker", forks_files=True, forks_memory=True,
-            fork_method=local.fork_method,
-            isolation=["container", "no-capabilities", "no-new-privileges", "memory-cgroup",
-                       "pids-cgroup", "seccomp", *_ISOLATION,
-                       *([] if self.limits.network else ["no-network", "net-ns"])],
-            notes="one container per tree, running the local backend's forking worker: "
-                  + local.notes,
-        )
+        walls = ["container", "no-capabilities", "no-new-privileges", "memory-cgroup",
+                 "pids-cgroup", "seccomp", *([] if spec.limits.network else ["no-network"])]
+        profile = TreeProfile("docker", walls,
+                              ["uid-per-tree"] + (["cpu-cgroup"] if spec.tree_cpus else []),
+                              "the container's memory cgroup", container_id)
+        return Started(_Tree(functools.partial(_stop_tree, client, container_id, life)), chan,
+                       profile)
 
 
 def _listen(path: Path) -> socket.socket:
@@ -172,14 +166,12 @@ def _listen(path: Path) -> socket.socket:
     return listener
 
 
-def _start_container(client: Any, image: str, limits: SandboxLimits, rendezvous: Path,
-                     config: dict[str, Any], max_tree_processes: int,
-                     tree_memory_mb: int, tree_cpus: float | None, uid: int) -> str:
-    """Create the tree's container, copy the worker in, and start it, as host uid `uid`:
-    the kernel counts user namespaces, inotify instances and keys per uid, so each
-    tree's quotas are its own."""
+def _start_container(client: Any, image: str, spec: TreeSpec, rendezvous: Path,
+                     config: dict[str, Any], uid: int) -> str:
+    """Create the tree's container, copy the worker in, and start it, as host uid `uid`."""
     api = client.api
-    memory = f"{tree_memory_mb}m"
+    limits, tree_cpus = spec.limits, spec.tree_cpus
+    memory = f"{spec.tree_memory_mb}m"
     fsize = limits.max_file_mb << 20
     host_config = api.create_host_config(
         init=True,
@@ -188,7 +180,7 @@ def _start_container(client: Any, image: str, limits: SandboxLimits, rendezvous:
         security_opt=["no-new-privileges", f"seccomp={SECCOMP_PROFILE}", *_apparmor(client)],
         mem_limit=memory,
         memswap_limit=memory,
-        pids_limit=max_tree_processes + HOUSEKEEPING_PIDS,
+        pids_limit=spec.max_tree_processes + HOUSEKEEPING_PIDS,
         nano_cpus=int(tree_cpus * 1e9) if tree_cpus else None,
         ulimits=[{"Name": "fsize", "Soft": fsize, "Hard": fsize},
                  {"Name": "core", "Soft": 0, "Hard": 0}],

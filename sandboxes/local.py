@@ -22,12 +22,8 @@ sandbox raises `SandboxError` saying so, and names the way out: docker commit fo
 
 from __future__ import annotations
 
-import functools
-import json
-import os
 import platform
 import socket
-import subprocess
 import threading
 import time
 import weakref
@@ -36,8 +32,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import _seccomp, _wire
-from ._cgroup import TreeCgroup
-from ._handles import WORKER, _stop_bootstrap, _Tree, _Worker, worker_processes
+from ._handles import _Tree, _Worker, worker_processes
+from ._launch import FORK_METHODS, WORKDIR, Adopt, HostLauncher, Launcher, TreeSpec
 from .base import (
     Capabilities,
     ExecResult,
@@ -48,8 +44,6 @@ from .base import (
     SandboxLimits,
 )
 
-WORKDIR = "/home/agent"
-FORK_METHODS = ("overlayfs", "copy")
 _GRACE = 3.0  # seconds the host waits beyond a call's own timeout before killing the worker
 _HELLO_BYTES = 4096
 _LISTING_BYTES = 16 << 20  # of file names in one listdir reply
@@ -57,18 +51,6 @@ _WAY_OUT = ("where user namespaces are off, open_sandbox('docker', fork_method='
             "needs none (it forks files, not interpreter memory)")
 _ISOLATION = ["user-ns", "mount-ns", "pid-ns", "ipc-ns", "uts-ns", "rlimits", "no-caps-for-shell",
               *(["seccomp-for-shell"] if _seccomp.program(platform.machine()) else [])]
-
-
-def worker_config(limits: SandboxLimits, fork_method: str, disk_mb: int, squash_every: int,
-                  max_tree_processes: int, sandbox_uid: int | None) -> dict[str, Any]:
-    """What `_worker.py` is told at start, wherever it runs (here or in a container)."""
-    if fork_method not in FORK_METHODS:
-        raise SandboxError(f"fork_method must be one of {FORK_METHODS}, not {fork_method!r}")
-    return {
-        "method": fork_method, "disk_mb": disk_mb, "squash_at": squash_every,
-        "sandbox_uid": sandbox_uid, "network": limits.network,
-        "limits": {**limits.model_dump(), "max_tree_processes": max_tree_processes},
-    }
 
 
 class LocalSandbox(Sandbox):
@@ -83,7 +65,9 @@ class LocalSandbox(Sandbox):
     cgroup allows the tree; None: no cap), `sandbox_uid` (the host uid the sandbox runs
     as when the host process is root; by default one of its own per tree, so one tree's
     per-uid kernel quotas are not another's) and `python` (the interpreter, which must
-    live under /usr to be visible inside).
+    live under /usr to be visible inside). `launcher` says where the tree's first worker
+    runs (default: `HostLauncher(sandbox_uid, python)`, this machine; docker_tree.py's
+    puts it in a container); everything after its hello is this class's, either way.
     """
 
     def __init__(
@@ -99,52 +83,20 @@ class LocalSandbox(Sandbox):
         sandbox_uid: int | None = None,
         python: str = "/usr/bin/python3",
         start_timeout: float = 30.0,
+        launcher: Launcher | None = None,
         **limit_fields: Any,
     ) -> None:
         self.limits = SandboxLimits.merge(limits, limit_fields)
-        if not python.startswith("/usr/") or not os.access(python, os.X_OK):
-            raise SandboxError(f"python={python!r}: the worker's interpreter must be an "
-                               "executable under /usr, the only host tree visible inside")
-        config = worker_config(self.limits, fork_method, disk_mb, squash_every,
-                               max_tree_processes, sandbox_uid)
-        host_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        host_end.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-        life_r, life_w = os.pipe()
-        config |= {"chan_fd": worker_end.fileno(), "lifeline_fd": life_r}
+        spec = TreeSpec(self.limits, fork_method, disk_mb, squash_every, max_tree_processes,
+                        tree_memory_mb, tree_cpus)
+        started = (launcher or HostLauncher(sandbox_uid, python)).start(spec)
+        self._profile = started.profile
         try:
-            proc = subprocess.Popen(
-                [python, "-I", "-S", str(WORKER), json.dumps(config)],
-                pass_fds=(worker_end.fileno(), life_r), stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                env={"PATH": "/usr/bin:/bin", "HOME": WORKDIR, "LANG": "C.UTF-8"},
-                start_new_session=True,
-            )
-        finally:
-            worker_end.close()
-            os.close(life_r)
-        cgroup = TreeCgroup.create(tree_memory_mb, max_tree_processes, tree_cpus)
-        tree = _Tree(functools.partial(_stop_bootstrap, proc, life_w, cgroup), cgroup)
-        try:
-            if cgroup is not None:
-                cgroup.add(proc.pid)  # before the go byte: the bootstrap has not forked yet
-            os.write(life_w, b"g")
+            self._attach(started.tree, started.sock, start_timeout)
         except BaseException:
-            host_end.close()
-            tree.kill()
-            raise
-        self._tree_cap = "a memory cgroup for the tree" if cgroup else None
-        self._tree_isolation = (["memory-cgroup", "pids-cgroup"] if cgroup else []) + (
-            ["cpu-cgroup"] if cgroup and cgroup.cpu else []) + (
-            ["uid-per-tree"] if os.geteuid() == 0 and sandbox_uid is None else [])
-        self._attach_root(tree, host_end, start_timeout)
-
-    def _attach_root(self, tree: _Tree, sock: socket.socket, start_timeout: float) -> None:
-        """Attach to a new tree's first worker; if that fails, the tree goes down with it."""
-        try:
-            self._attach(tree, sock, start_timeout)
-        except BaseException:
-            sock.close()
-            tree.kill()
+            started.sock.close()
+            if started.new_tree:
+                started.tree.kill()
             raise
 
     def _attach(self, tree: _Tree, sock: socket.socket, start_timeout: float) -> None:
@@ -172,11 +124,15 @@ class LocalSandbox(Sandbox):
     @property
     def capabilities(self) -> Capabilities:
         overlay = self._method == "overlayfs"
+        profile = self._profile
         return Capabilities(
-            backend="local", forks_files=True, forks_memory=True, fork_method=self._method,
-            isolation=_ISOLATION + ([] if self.limits.network else ["net-ns"])
-            + self._tree_isolation,
-            notes=("fork = os.fork of the worker + " + (
+            backend=profile.backend, forks_files=True, forks_memory=True,
+            fork_method=self._method,
+            isolation=[*profile.walls, *_ISOLATION,
+                       *([] if self.limits.network else ["net-ns"]), *profile.tree_isolation],
+            notes=("one container per tree, running the local backend's forking worker: "
+                   if profile.container_id else "")
+            + ("fork = os.fork of the worker + " + (
                 "a new overlayfs upper layer per side (O(1) in workspace size)" if overlay
                 else "cp -a of the root (slower; grows with the workspace)"))
             + "; python() code runs as root of the tree's user namespace, in the worker "
@@ -185,7 +141,7 @@ class LocalSandbox(Sandbox):
               "checked, and host file operations follow no links); shell commands run "
               "without capabilities, under seccomp; memory is capped per process "
               "(RLIMIT_AS) and " + (
-                  f"for the whole tree by {self._tree_cap}" if self._tree_cap else
+                  f"for the whole tree by {profile.tree_cap}" if profile.tree_cap else
                   "not for the tree as a whole (no cgroup could be made here: that needs "
                   "root or a delegated cgroup)"),
         )
@@ -216,16 +172,8 @@ class LocalSandbox(Sandbox):
             raise
         finally:
             child_end.close()
-        child = object.__new__(type(self))
-        child.limits = self.limits
-        child._tree_cap = self._tree_cap
-        child._tree_isolation = self._tree_isolation
-        try:
-            child._attach(self._worker.tree, host_end, self._start_timeout)
-        except BaseException:
-            host_end.close()
-            raise
-        return child
+        return type(self)(self.limits, start_timeout=self._start_timeout,
+                          launcher=Adopt(self._worker.tree, host_end, self._profile))
 
     def close(self) -> None:
         self._finalizer()
