@@ -32,6 +32,8 @@ import traceback
 from collections.abc import Callable
 from typing import BinaryIO
 
+import _docker_disk  # shipped ahead of this file's source by docker.py's LOADER
+
 CFG = json.loads(sys.argv[1])
 UID: int = CFG["uid"]
 WORKDIR: str = CFG["workdir"]
@@ -56,6 +58,8 @@ CGROUP_COUNTERS = {
     "processes": ("/sys/fs/cgroup/pids/pids.events", "max"),
 }
 SIGNAL_LIMITS = {signal.SIGXCPU: "cpu", signal.SIGXFSZ: "file_size"}
+# Ops that add to the agent's files; an over-cap branch refuses them ("disk" precedes a fork).
+DISK_OPS = ("run", "python", "write", "disk")
 
 
 def read_exact(fd: int, n: int) -> bytes:
@@ -497,6 +501,10 @@ def op_listdir(req: dict) -> dict:
         return {"names": sorted(os.listdir(resolve(req["path"])))}
 
 
+def op_disk(req: dict) -> dict:
+    return {"bytes": disk.used, "files": disk.files}
+
+
 def op_ping(req: dict) -> dict:
     return {"pid": os.getpid(), "interpreter": interp.pid}
 
@@ -508,21 +516,27 @@ OPS = {
     "read": op_read,
     "listdir": op_listdir,
     "ping": op_ping,
+    "disk": op_disk,
 }
 
 
 def main() -> None:
-    global interp
+    global interp, disk
     os.setgroups([])
     os.umask(0o022)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an oversized write fails with EFBIG
+    disk = _docker_disk.DiskCap(UID, CFG["disk_mb"], CFG["max_files"])
     interp = Interpreter()
     while True:
         req = recv(sys.stdin.buffer)
         if req is None:
             break
         try:
-            resp = OPS[req["op"]](req)
+            since = _docker_disk.free()
+            guarded = req["op"] in DISK_OPS
+            resp = {} if guarded and disk.check(since) else OPS[req["op"]](req)
+            if guarded and disk.check(None if req["op"] == "disk" else since):
+                resp = {"error": disk.over, "limit": disk.limit}
         except OSError as e:
             limit = "file_size" if e.errno == errno.EFBIG else None
             resp = {"error": str(e), "errno": e.errno, "strerror": e.strerror, "limit": limit}
@@ -533,5 +547,6 @@ def main() -> None:
 
 
 interp: Interpreter
+disk: _docker_disk.DiskCap
 if __name__ == "__main__":
     main()

@@ -25,10 +25,10 @@ import threading
 import time
 import uuid
 import weakref
-from pathlib import Path
 from typing import Any
 
-from ._docker_owned import LABEL, OWNER_LABEL, ImageLedger, cleanup, owner_id, sweep_once
+from ._docker_boot import BOOTSTRAP, LOADER, run_options
+from ._docker_owned import ImageLedger, cleanup, sweep_once
 from .base import (
     Capabilities,
     ExecResult,
@@ -41,24 +41,10 @@ from .base import (
 from .docker_image import AGENT_UID, AGENT_USER, WORKDIR, docker_client, ensure_image
 
 FORK_REPOSITORY = "treegym/sandbox-fork"
-WORKER_SOURCE = Path(__file__).with_name("_docker_worker.py").read_bytes()
-# Reads one line from stdin and runs it; that line reads and runs the worker's source.
-BOOTSTRAP = "import sys; exec(sys.stdin.buffer.readline())"
-LOADER = (
-    "exec(compile(sys.stdin.buffer.read({size}), 'treegym-worker', 'exec'), "
-    "{{'__name__': '__main__'}})\n"
-)
-# Container memory beyond the per-process cap, for the worker and a few concurrent tools.
-HEADROOM_MB = 256
-# Processes that are not the agent's: docker-init, sleep, the worker, the interpreter.
-HOUSEKEEPING_PIDS = 8
 # How long past a call's own timeout the worker may take to answer before it counts as hung.
 REPLY_GRACE = 15.0
 INTERRUPT_GRACE = 1.0
 _MAX_FRAME_BASE = 16 << 20  # beyond two captured streams and a base64 file
-# The worker is root with only these; everything the agent runs has no capabilities at all.
-WORKER_CAPS = ["SETUID", "SETGID", "KILL"]
-
 class DockerSandbox(Sandbox):
     """A sandbox in a hardened container: no network, no capabilities for agent code,
     a non-root agent user, and memory, process, CPU-time and file-size caps.
@@ -68,6 +54,10 @@ class DockerSandbox(Sandbox):
     /workspace, its home and /tmp, since it is uid 1000 without capabilities.
     A custom `image` needs python3 (tested: bookworm's 3.11), bash, a uid-1000 user and
     /workspace, as `ensure_image` builds them.
+    `disk_mb` and `max_files` cap the files a branch holds wherever the agent can write;
+    past one, its processes are killed, the call raises `LimitExceeded` ("disk"/"files")
+    and the branch refuses calls, writes and forks. It holds to within what the agent
+    writes in one poll (_docker_disk.py says how it is enforced, and why not by docker).
     """
 
     def __init__(
@@ -76,10 +66,15 @@ class DockerSandbox(Sandbox):
         limits: SandboxLimits | dict[str, Any] | None = None,
         client: Any = None,
         *,
+        disk_mb: int = 2048,
+        max_files: int = 100_000,
         _ledger: ImageLedger | None = None,
         **limit_fields: Any,
     ) -> None:
         self.limits = SandboxLimits.merge(limits, limit_fields)
+        self._disk = {"disk_mb": disk_mb, "max_files": max_files}
+        if min(self._disk.values()) < 1:
+            raise SandboxError(f"disk_mb={disk_mb} and max_files={max_files} must be >= 1")
         self._client = client or docker_client()
         sweep_once(self._client)
         self._image = image or ensure_image(client=self._client)
@@ -91,7 +86,7 @@ class DockerSandbox(Sandbox):
         self._out = bytearray()
         self._err = bytearray()
         self._conn: list[socket.socket] = []
-        self._container = self._client.containers.run(self._image, **self._run_options())
+        self._container = self._client.containers.run(self._image, **run_options(self.limits))
         self._ledger.use(self._image, self._container.id)
         self._finalizer = weakref.finalize(
             self,
@@ -108,36 +103,6 @@ class DockerSandbox(Sandbox):
             self.close()
             raise
 
-    def _run_options(self) -> dict[str, Any]:
-        import docker.types
-
-        lim = self.limits
-        memory = f"{lim.memory_mb + HEADROOM_MB}m"
-        fsize = lim.max_file_mb << 20
-        return {
-            "command": ["sleep", "infinity"],
-            "detach": True,
-            "init": True,  # docker-init reaps orphans, which would otherwise fill pids_limit
-            "user": "root",
-            "working_dir": WORKDIR,
-            "hostname": "sandbox",
-            "network_mode": "bridge" if lim.network else "none",
-            "cap_drop": ["ALL"],
-            "cap_add": WORKER_CAPS,
-            "security_opt": ["no-new-privileges"],
-            "mem_limit": memory,
-            "memswap_limit": memory,
-            "pids_limit": lim.max_processes + HOUSEKEEPING_PIDS,
-            # RLIMIT_NPROC is per uid across the whole host, so every sandbox's agent would
-            # share one count; pids_limit is the per-container cap. CPU time and address
-            # space are set per call and per process by the worker.
-            "ulimits": [
-                docker.types.Ulimit(name="fsize", soft=fsize, hard=fsize),
-                docker.types.Ulimit(name="core", soft=0, hard=0),
-            ],
-            "labels": {LABEL: "1", OWNER_LABEL: owner_id()},
-        }
-
     def _start_worker(self) -> None:
         config = {
             "uid": AGENT_UID,
@@ -147,6 +112,7 @@ class DockerSandbox(Sandbox):
             "max_output_bytes": self.limits.max_output_bytes,
             "cpu_seconds": self.limits.cpu_seconds,
             "memory_mb": self.limits.memory_mb,
+            **self._disk,
         }
         api = self._client.api
         cmd = ["python3", "-I", "-u", "-c", BOOTSTRAP, json.dumps(config)]
@@ -162,7 +128,7 @@ class DockerSandbox(Sandbox):
         stream = api.exec_start(self._exec_id, socket=True)
         sock = getattr(stream, "_sock", stream)
         self._conn.append(sock)
-        sock.sendall(LOADER.format(size=len(WORKER_SOURCE)).encode() + WORKER_SOURCE)
+        sock.sendall(LOADER)
         self._call({"op": "ping"}, timeout=60)
 
     @property
@@ -181,6 +147,7 @@ class DockerSandbox(Sandbox):
                 "memory-cgroup",
                 "pids-cgroup",
                 "rlimits",
+                "disk-cap",
             ],
             notes=(
                 "fork() runs `docker commit` on the container and starts a new container "
@@ -219,8 +186,9 @@ class DockerSandbox(Sandbox):
         """Snapshot the files with `docker commit` and start a sibling container from them.
 
         The container is paused while it is committed, so the snapshot is consistent even
-        if background processes are writing.
+        if background processes are writing. A branch over its disk cap is not forked.
         """
+        self._call({"op": "disk"})
         with self._lock:
             self._check_alive()
             snapshot = self._container.commit(
@@ -229,7 +197,8 @@ class DockerSandbox(Sandbox):
         self._ledger.add(snapshot.id, parent=self._image)
         try:
             return DockerSandbox(
-                image=snapshot.id, limits=self.limits, client=self._client, _ledger=self._ledger
+                image=snapshot.id, limits=self.limits, client=self._client, _ledger=self._ledger,
+                **self._disk,
             )
         except BaseException:
             self._ledger.release(snapshot.id, None)
