@@ -27,6 +27,7 @@ import os
 import signal
 import stat
 import time
+from collections.abc import Callable, Iterable
 
 POLL = 0.2  # seconds between full walks while the disk fills
 IDLE = 2.0  # seconds between full walks while it does not
@@ -106,15 +107,26 @@ def usage(roots: list[str], max_bytes: int, max_files: int) -> tuple[int, int]:
 
 def kill_uid(uid: int) -> None:
     """SIGKILL every process of `uid` in this pid namespace, until none is left."""
+    kill_until_gone(lambda: _uid_processes(uid))
+
+
+def _uid_processes(uid: int) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.stat(f"/proc/{entry}").st_uid == uid:
+                    pids.append(int(entry))
+            except OSError:
+                pass
+    return pids
+
+
+def kill_until_gone(members: Callable[[], Iterable[int]]) -> None:
+    """SIGKILL `members()` again and again until it is empty: a fork bomb keeps making
+    new ones while it is being killed."""
     for _ in range(200):
-        pids = []
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    if os.stat(f"/proc/{entry}").st_uid == uid:
-                        pids.append(int(entry))
-                except OSError:
-                    pass
+        pids = list(members())
         if not pids:
             return
         for pid in pids:

@@ -145,20 +145,8 @@ def tree_members(leader: int) -> set[int]:
 
 
 def kill_tree(leader: int) -> None:
-    """SIGKILL a process group and everything descended from its leader, until none is left.
-
-    Repeated because a fork bomb keeps making new members while it is being killed.
-    """
-    for _ in range(200):
-        members = tree_members(leader)
-        if not members:
-            return
-        for pid in members:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.002)
+    """SIGKILL a process group and everything descended from its leader, until none is left."""
+    _docker_disk.kill_until_gone(lambda: tree_members(leader))
 
 
 class Pump:
