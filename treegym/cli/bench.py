@@ -51,6 +51,10 @@ def bench_learner(
     policy: str = typer.Option("tiny", help="Model: tiny (re-initialised), smollm2 or hf:PATH."),
     attention: str = typer.Option("auto", help="The packed side's path: auto (memory-linear "
                                   "from 4096 packed tokens), dense or linear."),
+    checkpoint_layers: str = typer.Option("0", help="The packed side's memory budget: "
+                                          "decoder layers to checkpoint on the dense path, "
+                                          "or auto (each tree about the longest row's "
+                                          "activations)."),
     tasks: int = typer.Option(8, min=1), repeats: int = typer.Option(1, min=1),
     device: str = typer.Option("cpu", help="cpu or cuda (bf16 on cuda)."),
     as_json: bool = JSON_OPTION,
@@ -62,13 +66,17 @@ def bench_learner(
     try:  # names checked here, so a bad one is a usage error before any process starts
         bench_shape(shape)
         bench_attention(attention)
+        if checkpoint_layers != "auto" and not checkpoint_layers.isdigit():
+            raise ValueError(f"--checkpoint-layers takes a layer count or auto, not "
+                             f"{checkpoint_layers!r}")
+        layers = checkpoint_layers if checkpoint_layers == "auto" else int(checkpoint_layers)
         if policy != "tiny":
             policy_path(policy)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     with progress_bar() as progress:
         report = measure(shape, tasks=tasks, tokens_per_turn=tokens_per_turn, policy=policy,
-                         attention=attention, repeats=repeats, device=device, progress=progress)
+                         attention=attention, checkpoint_layers=layers, repeats=repeats, device=device, progress=progress)
     print_report(report, "packed tree vs per-leaf step", as_json)
 
 

@@ -127,6 +127,7 @@ def bench_learner(
     tokens_per_turn: int | None = None,
     policy: str = "tiny",
     attention: str = "auto",
+    checkpoint_layers: int | str = 0,
     headroom_mb: int | None = None,
     repeats: int = 2,
     device: str | None = None,
@@ -137,7 +138,8 @@ def bench_learner(
     each side's best of `repeats` after a warm-up step, and its highest peak.
 
     `attention` picks the packed side's path: auto (forward.LINEAR_FROM decides), dense or
-    linear. A side that runs out of memory (on CPU: more than `headroom_mb` past what it
+    linear; `checkpoint_layers` its memory budget (Learner: a layer count, or auto to
+    keep each tree to about the longest row's activations). A side that runs out of memory (on CPU: more than `headroom_mb` past what it
     maps once loaded, by default the memory available) is reported as `<side>_error`,
     with no figures.
     """
@@ -156,7 +158,8 @@ def bench_learner(
                  for side in sides}
         loading = [pools[side].submit(bench_child.setup, bench_child.Side(
             policy=policy, shape=shape, tasks=tasks, device=device, seed=seed, packed=packed,
-            attention=attention, headroom_mb=headroom_mb)) for side, packed in sides.items()]
+            attention=attention, checkpoint_layers=checkpoint_layers if packed else 0,
+            headroom_mb=headroom_mb)) for side, packed in sides.items()]
         packed_tokens, per_leaf_tokens = [future.result() for future in loading][0]
         for repeat in range(repeats + 1):  # repeat 0 warms allocator, kernels and caches
             for side in sides:
@@ -175,6 +178,7 @@ def bench_learner(
         "policy": policy,
         "shape": name,
         "attention": attention,
+        "checkpoint_layers": checkpoint_layers,
         "batch": f"{tasks} tasks x {shape.m} trees x {shape.leaves} leaves, "
                  f"{shape.turns} turns of {shape.action_tokens} tokens",
         "packed_tokens": packed_tokens,

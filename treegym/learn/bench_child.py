@@ -47,6 +47,7 @@ class Side(BaseModel):
     seed: int
     packed: bool
     attention: Literal["auto", "dense", "linear"] = "auto"
+    checkpoint_layers: int | Literal["auto"] = 0  # the packed side's (Learner)
     headroom_mb: int | None = None  # CPU address space past what setup maps; None: available
 
 
@@ -60,7 +61,8 @@ def setup(side: Side) -> tuple[int, int]:
     model = bench_model(side.policy, device=side.device)
     batch = side.shape.trees(side.tasks, vocab=model.config.vocab_size, seed=side.seed)
     _side.update(model=model, batch=batch, advantages=tree_grpo(batch),
-                 learner=Learner(model, packed=side.packed))
+                 learner=Learner(model, packed=side.packed,
+                                   checkpoint_layers=side.checkpoint_layers))
     tokens = (sum(len(seq) for seq in pack(batch)), sum(len(seq) for seq in rows(batch)))
     if side.device in (None, "cpu"):
         headroom = side.headroom_mb or _kb_field("/proc/meminfo", "MemAvailable") / 1024

@@ -18,10 +18,18 @@ the LM head runs in checkpointed chunks of `HEAD_CHUNK` trained positions (a 49k
 vocabulary is 190 KiB of fp32 logits per position, kept twice for backward). The price is
 one more forward per layer in backward; it is paid only where the dense path could not
 run anyway.
+
+A memory budget for short trees. A packed sequence holds several leaves, so at the same
+activation cost per token it keeps more than any one row: a task's trie of the paper's
+shape is 2.7x its longest row. `checkpoint_layers` trades speed for that memory on the
+dense path: the first N decoder layers are checkpointed (and the head chunked), and
+`layers_to_fit` picks the fewest N that bring a sequence down to a given row's length,
+counting a checkpointed layer as keeping nothing.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 
@@ -37,8 +45,9 @@ TREE_ATTENTION = ("sdpa", "eager", "treegym_sdpa")  # the last: policy/gqa_atten
 # 64 MiB and the dense path was ~15% faster (tiny model, 4k tokens, CPU); at 16k the
 # linear path's forward+backward peak was 1.0 GiB lower. None: always dense.
 LINEAR_FROM: int | None = 4096
-HEAD_CHUNK = 256  # trained positions per LM-head chunk on the memory-linear path: [256, V] fp32
-# logits, log-softmax and exp live at once (150 MiB at SmolLM2's 49k words)
+HEAD_CHUNK = 64  # trained positions per LM-head chunk where layers are checkpointed: [64, V]
+# fp32 logits, log-softmax and their gradient live at once (36 MiB at SmolLM2's 49k words),
+# no more than the head of one short row keeps
 
 
 def check_attention(model: torch.nn.Module) -> None:
@@ -57,18 +66,31 @@ def linear(seq: PackedSequence) -> bool:
     return not seq.is_row and LINEAR_FROM is not None and len(seq) >= LINEAR_FROM
 
 
-def score(model: torch.nn.Module, seq: PackedSequence) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-probs [N] of `seq.targets` and the entropies [N] of their distributions (fp32)."""
+def layers_to_fit(model: torch.nn.Module, seq: PackedSequence, tokens: int) -> int:
+    """The fewest decoder layers to checkpoint so that `seq` keeps about the activations of
+    a `tokens`-long row: the others keep what they keep per token on either path."""
+    layers = model.config.num_hidden_layers
+    if seq.is_row or len(seq) <= tokens:
+        return 0
+    return min(layers, math.ceil(layers * (1 - tokens / len(seq))))
+
+
+def score(model: torch.nn.Module, seq: PackedSequence,
+          checkpoint_layers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs [N] of `seq.targets` and the entropies [N] of their distributions (fp32);
+    a tree on the dense path checkpoints its first `checkpoint_layers` decoder layers."""
     device = next(model.parameters()).device
     inputs: dict[str, torch.Tensor] = {"input_ids": seq.input_ids[None].to(device)}
     targets = seq.targets.to(device)
     if linear(seq):
-        return _score_long(model, seq, inputs | {
+        return _score_checkpointed(model, seq, inputs | {
             "tree_end": seq.tout.to(device), "position_ids": seq.position_ids[None].to(device)})
     if not seq.is_row:
         dtype = next(model.parameters()).dtype
         inputs["attention_mask"] = seq.attention_mask(dtype).to(device)
         inputs["position_ids"] = seq.position_ids[None].to(device)
+        if checkpoint_layers and model.training:
+            return _score_checkpointed(model, seq, inputs, checkpoint_layers)
     logits = model(**inputs, logits_to_keep=seq.pred_index.to(device), use_cache=False).logits
     return _logp_entropy(logits[0], targets)
 
@@ -86,9 +108,11 @@ def _head_chunk(head: torch.nn.Module, hidden: torch.Tensor,
     return _logp_entropy(head(hidden), targets)
 
 
-def _score_long(model: torch.nn.Module, seq: PackedSequence,
-                inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The memory-linear path: tree attention, checkpointed layers, a chunked LM head.
+def _score_checkpointed(model: torch.nn.Module, seq: PackedSequence,
+                        inputs: dict[str, torch.Tensor],
+                        layers: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Checkpointed decoder layers (all, or the first `layers` under the dense mask in
+    `inputs`) and a chunked LM head; without a mask, tree attention (the memory-linear path).
 
     It calls the decoder and the head itself, so it assumes logits = head(last hidden
     state), true of the Llama and Qwen2 families; models that scale or soft-cap their
@@ -98,7 +122,9 @@ def _score_long(model: torch.nn.Module, seq: PackedSequence,
     if getattr(config, "final_logit_softcapping", None) or getattr(config, "logit_scale", None):
         raise ValueError(f"{config.model_type} post-processes its logits, which the "
                          "memory-linear path does not; set forward.LINEAR_FROM = None")
-    with tree_attention.attending(model), _layer_checkpointing(model):
+    attend = "attention_mask" not in inputs
+    with (tree_attention.attending(model) if attend else nullcontext(),
+          _layer_checkpointing(model, layers, attend)):
         hidden = model.get_decoder()(**inputs, use_cache=False).last_hidden_state[0]
     hidden = hidden[seq.pred_index.to(hidden.device)]
     targets = seq.targets.to(hidden.device)
@@ -115,19 +141,32 @@ def _score_long(model: torch.nn.Module, seq: PackedSequence,
 
 
 @contextmanager
-def _layer_checkpointing(model: torch.nn.Module) -> Iterator[None]:
-    """Checkpoint every decoder layer for one forward, unless the model already does.
+def _layer_checkpointing(model: torch.nn.Module, layers: int | None,
+                         attend: bool) -> Iterator[None]:
+    """Checkpoint the first `layers` decoder layers (None: all) for one forward, unless
+    the model already checkpoints.
 
-    Backward re-runs each layer after `attending` has restored the model's own attention,
-    so the recomputation re-enters it (`context_fn`); otherwise it would attend causally.
+    With tree attention (`attend`), backward re-runs each layer after `attending` has
+    restored the model's own attention, so the recomputation re-enters it (`context_fn`);
+    otherwise it would attend causally.
     """
     if not model.training or getattr(model, "is_gradient_checkpointing", True):
         yield
         return
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={
-        "use_reentrant": False,
-        "context_fn": lambda: (nullcontext(), tree_attention.attending(model))})
+    kwargs: dict = {"use_reentrant": False}
+    if attend:
+        kwargs["context_fn"] = lambda: (nullcontext(), tree_attention.attending(model))
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    if layers is not None:
+        for index, layer in enumerate(_decoder_layers(model)):
+            layer.gradient_checkpointing = index < layers
     try:
         yield
     finally:
         model.gradient_checkpointing_disable()
+
+
+def _decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    return [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]

@@ -4,19 +4,25 @@ The whole batch is one optimizer step; its sequences are micro-batches whose gra
 accumulate. Every loss weight is normalised over the whole batch (see loss.py), so the
 step is the same whether the batch went in as one sequence per leaf (`packed=False`, the
 reference) or as packed trees.
+
+A packed tree keeps more activations than any one of its rows. `checkpoint_layers` buys
+that memory back with recomputation on the packed path: N checkpoints the first N decoder
+layers of every tree, "auto" the fewest that bring each tree to about the batch's longest
+row (forward.layers_to_fit).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..records import Tree
 from .advantages import Advantages
-from .forward import check_attention, score
+from .forward import check_attention, layers_to_fit, score
 from .loss import LossConfig, leaf_scales, sequence_loss
 from .packing import PackedSequence, pack, rows
 
@@ -45,8 +51,14 @@ class Learner:
         reference: torch.nn.Module | None = None,
         packed: bool = True,
         max_tokens: int | None = None,
+        checkpoint_layers: int | Literal["auto"] = 0,
     ) -> None:
         check_attention(model)
+        if checkpoint_layers != "auto" and not (isinstance(checkpoint_layers, int)
+                                                and checkpoint_layers >= 0):
+            raise ValueError(f"checkpoint_layers must be a layer count >= 0 or 'auto', "
+                             f"not {checkpoint_layers!r}")
+        self.checkpoint_layers = checkpoint_layers
         self.model = model
         self.loss = loss or LossConfig()
         self.optim = optim or OptimConfig()
@@ -73,8 +85,9 @@ class Learner:
         self.model.train()
         scales = leaf_scales(trees, self.loss.aggregation)
         metrics: dict[str, float] = defaultdict(float)
-        for seq in self.sequences(trees):
-            logp, entropy = score(self.model, seq)
+        sequences = self.sequences(trees)
+        for seq in sequences:
+            logp, entropy = score(self.model, seq, self._layers(seq, sequences))
             ref = None
             if self.reference is not None and self.loss.kl_coef > 0:
                 with torch.no_grad():
@@ -86,6 +99,13 @@ class Learner:
             metrics["tokens"] += len(seq)
             metrics["row_tokens"] += seq.path_tokens
         return dict(metrics)
+
+    def _layers(self, seq: PackedSequence, batch: Sequence[PackedSequence]) -> int:
+        """How many decoder layers `seq` checkpoints (see the module docstring)."""
+        if self.checkpoint_layers != "auto":
+            return self.checkpoint_layers
+        longest_row = max(int(s.position_ids.max()) + 1 for s in batch if len(s))
+        return layers_to_fit(self.model, seq, longest_row)
 
     def step(self, trees: Sequence[Tree], advantages: Advantages) -> dict[str, float]:
         """One optimizer step on the batch: gradients, clipping, AdamW."""
@@ -106,8 +126,9 @@ class Learner:
         self.optimizer.zero_grad(set_to_none=True)
         scales = leaf_scales(trees, "token-mean", sampled_only=False)
         nll = 0.0
-        for seq in self.sequences(trees, sampled_only=False):
-            logp, _ = score(self.model, seq)
+        sequences = self.sequences(trees, sampled_only=False)
+        for seq in sequences:
+            logp, _ = score(self.model, seq, self._layers(seq, sequences))
             scale = torch.tensor([scales[leaf] for leaf in seq.leaves], device=logp.device)
             loss = -((seq.below.to(logp.device, torch.float32) @ scale) * logp).sum()
             loss.backward()
