@@ -1,5 +1,5 @@
 """How a commit-backend container starts: the options that harden it, and the worker it is
-sent over its `docker exec` stream (the disk cap's module, then the worker itself)."""
+sent over its `docker exec` stream (the modules it imports, then the worker itself)."""
 
 from __future__ import annotations
 
@@ -11,17 +11,20 @@ from .base import SandboxLimits
 from .docker_image import WORKDIR
 
 WORKER_SOURCE = Path(__file__).with_name("_docker_worker.py").read_bytes()
-DISK_SOURCE = Path(__file__).with_name("_docker_disk.py").read_bytes()
-# Reads one line from stdin and runs it; that line reads the disk cap's source into the
-# module `_docker_disk`, then reads and runs the worker's source.
+# The stdlib-only modules the worker imports, in dependency order: the syscalls, the file
+# operations every backend shares, the disk cap.
+MODULES = {name: Path(__file__).with_name(f"{name}.py").read_bytes()
+           for name in ("_linux", "_files", "_docker_disk")}
+# Reads one line from stdin and runs it; that line reads each module's source into a
+# module of that name, then reads and runs the worker's source.
 BOOTSTRAP = "import sys; exec(sys.stdin.buffer.readline())"
 LOADER = (
-    "m = sys.modules['_docker_disk'] = type(sys)('_docker_disk'); "
-    f"exec(compile(sys.stdin.buffer.read({len(DISK_SOURCE)}), 'treegym-disk', 'exec'), "
-    "m.__dict__); "
-    f"exec(compile(sys.stdin.buffer.read({len(WORKER_SOURCE)}), 'treegym-worker', 'exec'), "
+    "".join(f"m = sys.modules[{name!r}] = type(sys)({name!r}); "
+            f"exec(compile(sys.stdin.buffer.read({len(source)}), 'treegym-{name}', 'exec'), "
+            "m.__dict__); " for name, source in MODULES.items())
+    + f"exec(compile(sys.stdin.buffer.read({len(WORKER_SOURCE)}), 'treegym-worker', 'exec'), "
     "{'__name__': '__main__'})\n"
-).encode() + DISK_SOURCE + WORKER_SOURCE
+).encode() + b"".join(MODULES.values()) + WORKER_SOURCE
 # Container memory beyond the per-process cap, for the worker and a few concurrent tools.
 HEADROOM_MB = 256
 # Processes that are not the agent's: docker-init, sleep, the worker and its disk watcher,

@@ -32,7 +32,8 @@ import traceback
 from collections.abc import Callable
 from typing import BinaryIO
 
-import _docker_disk  # shipped ahead of this file's source by docker.py's LOADER
+import _docker_disk  # these two shipped ahead of this file's source by _docker_boot.LOADER
+import _files
 
 CFG = json.loads(sys.argv[1])
 UID: int = CFG["uid"]
@@ -40,6 +41,8 @@ WORKDIR: str = CFG["workdir"]
 CAP: int = CFG["max_output_bytes"]
 CPU: int = CFG["cpu_seconds"]
 MEM: int = CFG["memory_mb"] << 20
+MAX_FILE: int = CFG["max_file_mb"] << 20
+FILES = _files.WorkDir(WORKDIR)
 ENV = {
     "HOME": CFG["home"],
     "USER": CFG["user"],
@@ -464,29 +467,20 @@ class AsAgent:
         os.setegid(0)
 
 
-def resolve(path: str) -> str:
-    return os.path.join(WORKDIR, path)
-
-
 def op_write(req: dict) -> dict:
-    path = resolve(req["path"])
     with AsAgent():
-        parent = os.path.dirname(path)
-        if parent:
-            os.makedirs(parent, exist_ok=True)
-        with open(path, "wb") as f:
-            f.write(base64.b64decode(req["data"]))
+        FILES.write(req["path"], base64.b64decode(req["data"]))
     return {}
 
 
 def op_read(req: dict) -> dict:
-    with AsAgent(), open(resolve(req["path"]), "rb") as f:
-        return {"data": base64.b64encode(f.read()).decode()}
+    with AsAgent():
+        return {"data": base64.b64encode(FILES.read(req["path"], MAX_FILE)).decode()}
 
 
 def op_listdir(req: dict) -> dict:
     with AsAgent():
-        return {"names": sorted(os.listdir(resolve(req["path"])))}
+        return {"names": FILES.listdir(req["path"])}
 
 
 def op_disk(req: dict) -> dict:

@@ -79,6 +79,7 @@ class Worker:
         self.chan = chan
         self.world = world
         self.limits = limits
+        self.files = _files.WorkDir(_world.WORKDIR)
         self.children: set[int] = set()
         self.pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         self.namespace = types.ModuleType("__main__")
@@ -145,14 +146,14 @@ class Worker:
 
     # -- files (see _files.py) -------------------------------------------------------
     def op_write(self, msg: _wire.Message) -> tuple[dict[str, Any], bytes]:
-        _files.write(msg.header["path"], msg.blob)
+        self.files.write(msg.header["path"], msg.blob)
         return {}, b""
 
     def op_read(self, msg: _wire.Message) -> tuple[dict[str, Any], bytes]:
-        return {}, _files.read(msg.header["path"], self.limits["max_file_mb"] << 20)
+        return {}, self.files.read(msg.header["path"], self.limits["max_file_mb"] << 20)
 
     def op_listdir(self, msg: _wire.Message) -> tuple[dict[str, Any], bytes]:
-        return {"names": _files.listdir(msg.header["path"])}, b""
+        return {"names": self.files.listdir(msg.header["path"])}, b""
 
     # -- the persistent interpreter -------------------------------------------------
     def op_python(self, msg: _wire.Message) -> tuple[dict[str, Any], bytes]:

@@ -112,6 +112,7 @@ class DockerSandbox(Sandbox):
             "max_output_bytes": self.limits.max_output_bytes,
             "cpu_seconds": self.limits.cpu_seconds,
             "memory_mb": self.limits.memory_mb,
+            "max_file_mb": self.limits.max_file_mb,
             **self._disk,
         }
         api = self._client.api

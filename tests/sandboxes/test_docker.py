@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import signal
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -83,8 +84,33 @@ def test_files_roundtrip(docker_sandbox: DockerSandbox) -> None:
     assert sb.run("cat pkg/mod.py").stdout == "X = 1\n"
     with pytest.raises(SandboxError, match="No such file"):
         sb.read_file("missing.txt")
+    with pytest.raises(SandboxError, match="outside the sandbox's work dir"):
+        sb.write_file("/etc/evil", "x")
+    sb.run("mkdir locked && chmod 500 locked")
     with pytest.raises(SandboxError, match="Permission denied"):
-        sb.write_file("/etc/evil", "x")  # file ops have the agent's permissions, not root's
+        sb.write_file("locked/x", "x")  # file ops have the agent's permissions, not root's
+
+
+def test_file_ops_follow_no_link_and_touch_only_regular_files(
+        docker_sandbox: DockerSandbox) -> None:
+    """The same rules as the local backend's (_files.py): a FIFO or /dev/zero planted
+    under a name neither hangs nor floods the worker, and no link is followed out."""
+    sb = docker_sandbox
+    sb.run("mkfifo pipe && ln -s /dev/zero zero && ln -s /etc/passwd pw && ln -s /etc etc")
+    start = time.monotonic()
+    with pytest.raises(SandboxError, match="regular file"):
+        sb.read_file("pipe")
+    with pytest.raises(SandboxError, match="regular file"):
+        sb.write_file("pipe", "x")
+    for name in ("zero", "pw"):
+        with pytest.raises(SandboxError, match="symlink"):
+            sb.read_file(name)
+    with pytest.raises(SandboxError, match="symlink"):
+        sb.write_file("etc/evil", "x")
+    assert time.monotonic() - start < 5
+    sb.write_file("a/b/c.txt", "fine")  # parents are made, one checked step at a time
+    assert sb.read_file("a/b/c.txt") == b"fine"
+    assert sb.run("echo alive").stdout == "alive\n"
 
 
 def test_interpreter_persists_between_calls(docker_sandbox: DockerSandbox) -> None:

@@ -76,7 +76,8 @@ def bench_learner(
         raise typer.BadParameter(str(exc)) from None
     with progress_bar() as progress:
         report = measure(shape, tasks=tasks, tokens_per_turn=tokens_per_turn, policy=policy,
-                         attention=attention, checkpoint_layers=layers, repeats=repeats, device=device, progress=progress)
+                         attention=attention, checkpoint_layers=layers, repeats=repeats,
+                         device=device, progress=progress)
     print_report(report, "packed tree vs per-leaf step", as_json)
 
 

@@ -139,9 +139,9 @@ def bench_learner(
 
     `attention` picks the packed side's path: auto (forward.LINEAR_FROM decides), dense or
     linear; `checkpoint_layers` its memory budget (Learner: a layer count, or auto to
-    keep each tree to about the longest row's activations). A side that runs out of memory (on CPU: more than `headroom_mb` past what it
-    maps once loaded, by default the memory available) is reported as `<side>_error`,
-    with no figures.
+    keep each tree to about the longest row's activations). A side that runs out of
+    memory (on CPU: more than `headroom_mb` past what it maps once loaded, by default the
+    memory available) is reported as `<side>_error`, with no figures.
     """
     name = shape if isinstance(shape, str) else "custom"
     shape = bench_shape(shape, tokens_per_turn)
