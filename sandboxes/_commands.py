@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 import _linux as L
+import _procs
 import _seccomp
 import _world
 
@@ -38,7 +39,7 @@ def run(cmd: str, timeout: float, limits: dict[str, Any], pidns: int) -> dict[st
     cap = limits["max_output_bytes"]
     start = time.monotonic()
     deadline = start + timeout
-    nproc = min(count_processes() + limits["max_processes"],
+    nproc = min(_procs.count() + limits["max_processes"],
                 resource.getrlimit(resource.RLIMIT_NPROC)[1])
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
@@ -87,18 +88,12 @@ def run(cmd: str, timeout: float, limits: dict[str, Any], pidns: int) -> dict[st
     }
 
 
-def count_processes() -> int:
-    return sum(1 for name in os.listdir("/proc") if name.isdigit())
-
-
-
 def _grow_pipe(fd: int) -> None:
     try:
         import fcntl
         fcntl.fcntl(fd, 1031, 1 << 20)  # F_SETPIPE_SZ: fewer wakeups for big outputs
     except OSError:
         pass
-
 
 
 def _command_limit(code: int, stderr: str, cpu_hit: bool) -> str | None:
@@ -111,7 +106,6 @@ def _command_limit(code: int, stderr: str, cpu_hit: bool) -> str | None:
     if any(h in stderr for h in _PROCESS_HINTS):
         return "processes"
     return None
-
 
 
 def _exec_command(cmd: str, out_w: int, err_w: int, nproc: int, limits: dict[str, Any]) -> None:

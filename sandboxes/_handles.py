@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from . import _procs
 from ._cgroup import TreeCgroup
 
 WORKER = Path(__file__).with_name("_worker.py")
@@ -99,33 +100,6 @@ class _Worker:
 
 
 def worker_processes(ancestor: int | None = None) -> list[int]:
-    """Pids of live sandbox processes, for leak checks in tests and benches.
-
-    With `ancestor`, only those descended from that pid: other programs on the host may
-    be running sandboxes of their own at the same time.
-    """
-    marker = str(WORKER).encode()
-    parents: dict[int, int] = {}
-    pids = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                parents[int(name)] = int(f.read().rsplit(b")", 1)[1].split()[1])
-            with open(f"/proc/{name}/cmdline", "rb") as f:
-                if marker in f.read():
-                    pids.append(int(name))
-        except (OSError, IndexError, ValueError):
-            continue
-    if ancestor is None:
-        return pids
-    return [pid for pid in pids if _descends(pid, ancestor, parents)]
-
-
-def _descends(pid: int, ancestor: int, parents: dict[int, int]) -> bool:
-    while pid > 1:
-        pid = parents.get(pid, 0)
-        if pid == ancestor:
-            return True
-    return False
+    """Pids of live sandbox processes, for leak checks in tests and benches; with
+    `ancestor`, only those descended from that pid."""
+    return _procs.matching(str(WORKER).encode(), ancestor)

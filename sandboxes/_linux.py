@@ -1,4 +1,4 @@
-"""Linux namespace and mount system calls through ctypes, and the process tree from /proc.
+"""Linux namespace, mount and file system calls through ctypes.
 
 Python 3.11 has no `os.unshare`, `os.setns`, `mount` or `pivot_root`. The sandbox
 worker needs all of them and must stay stdlib-only, so they are bound here by hand.
@@ -9,7 +9,6 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
-from collections.abc import Collection
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
@@ -130,39 +129,3 @@ def openat2(dirfd: int, path: str, flags: int, mode: int, resolve: int) -> int:
 def prctl(option: int, arg: int = 0) -> None:
     _check(_libc.prctl(option, arg, 0, 0, 0), "prctl")
 
-
-def descendants(root: int, skip: Collection[int] = ()) -> set[int]:
-    """Live processes below `root` in this pid namespace, minus the subtrees of `skip`:
-    what a call started, or what a test left running."""
-    children: dict[int, list[int]] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields[0] not in (b"Z", b"X"):
-            children.setdefault(int(fields[1]), []).append(int(name))
-    found: set[int] = set()
-    todo = [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in skip:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
-def children() -> set[int]:
-    """This process's direct children, from every thread, without scanning /proc: cheap
-    enough to take before every call."""
-    kids: set[int] = set()
-    try:
-        for tid in os.listdir("/proc/self/task"):
-            with open(f"/proc/self/task/{tid}/children") as f:
-                kids.update(int(pid) for pid in f.read().split())
-    except FileNotFoundError:  # a kernel without CONFIG_PROC_CHILDREN, or a thread gone
-        return descendants(os.getpid())
-    return kids

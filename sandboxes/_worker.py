@@ -34,6 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _commands  # noqa: E402
 import _files  # noqa: E402
 import _linux as L  # noqa: E402
+import _procs  # noqa: E402
 import _tree  # noqa: E402
 import _wire  # noqa: E402
 import _world  # noqa: E402
@@ -166,12 +167,12 @@ class Worker:
         saved = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = out, err
         limit, code, start = None, 0, time.monotonic()
-        children_before = L.children()
+        children_before = _procs.children()
         cpu_now = int(resource.getrusage(resource.RUSAGE_SELF).ru_utime
                       + resource.getrusage(resource.RUSAGE_SELF).ru_stime)
         _, nproc_hard = resource.getrlimit(resource.RLIMIT_NPROC)
         try:
-            room = _commands.count_processes() + self.limits["max_processes"]
+            room = _procs.count() + self.limits["max_processes"]
             resource.setrlimit(resource.RLIMIT_NPROC, (min(nproc_hard, room), nproc_hard))
             resource.setrlimit(resource.RLIMIT_CPU, (cpu_now + self.limits["cpu_seconds"],
                                                      resource.RLIM_INFINITY))
@@ -215,21 +216,8 @@ class Worker:
         everything below them) are spared. Double-forked daemons are found too, because
         the worker is a child subreaper. Repeated because a fork bomb keeps making new
         ones."""
-        for _ in range(100):
-            spawned = L.descendants(os.getpid(), children_before)
-            if not spawned:
-                return
-            for pid in spawned:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            for pid in spawned:  # the interrupted code can no longer wait for its children
-                try:
-                    os.waitpid(pid, os.WNOHANG)
-                except ChildProcessError:
-                    pass
-            time.sleep(0.002)
+        _procs.kill_until_gone(lambda: _procs.descendants(os.getpid(), children_before),
+                               reap=True)
 
     # -- shell commands -------------------------------------------------------------
     def op_run(self, msg: _wire.Message) -> tuple[dict[str, Any], bytes]:

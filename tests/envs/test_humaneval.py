@@ -20,6 +20,7 @@ from treegym.envs.humaneval import HumanEvalEnv, problems
 from treegym.envs.humaneval.answers import answer_source
 from treegym.envs.humaneval.grading import grade, job_for
 from treegym.sandboxes import ExecResult, open_sandbox
+from treegym.sandboxes._procs import matching
 from treegym.sandboxes.local import worker_processes
 
 REPO = Path(treegym.__file__).resolve().parents[1]
@@ -155,27 +156,8 @@ def test_syntax_errors_and_exceptions_are_named(env: HumanEvalEnv) -> None:
 
 
 def _running_judges() -> list[int]:
-    """Our descendants that run the judge, read from /proc like `worker_processes`."""
-    parents: dict[int, int] = {}
-    judges = []
-    for name in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                parents[int(name)] = int(f.read().rsplit(b")", 1)[1].split()[1])
-            with open(f"/proc/{name}/cmdline", "rb") as f:
-                if b"judge.py" in f.read():
-                    judges.append(int(name))
-        except (OSError, IndexError, ValueError):
-            continue
-
-    def ours(pid: int) -> bool:
-        while pid > 1:
-            pid = parents.get(pid, 0)
-            if pid == os.getpid():
-                return True
-        return False
-
-    return [pid for pid in judges if ours(pid)]
+    """Our descendants that run the judge."""
+    return matching(b"judge.py", os.getpid())
 
 
 @pytest.mark.parametrize("code", [HEAD + "    while True:\n        pass\n",

@@ -11,7 +11,7 @@ import pytest
 
 from treegym.sandboxes import SandboxError
 from treegym.sandboxes._cgroup import existing
-from treegym.sandboxes._linux import descendants
+from treegym.sandboxes._procs import descendants
 from treegym.sandboxes.local import LocalSandbox, worker_processes
 
 _OUR_MOUNTS = ("tgstore", "lowerdir=/l/", "lowerdir=/skel", "/.tg")
