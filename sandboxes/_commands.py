@@ -21,7 +21,7 @@ import _procs
 import _seccomp
 import _world
 
-_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME": _world.WORKDIR,
+_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME": _world.HOME,
         "USER": "agent", "LOGNAME": "agent", "LANG": "C.UTF-8", "TERM": "dumb",
         "SHELL": "/bin/bash", "TMPDIR": "/tmp"}
 _MEMORY_HINTS = ("MemoryError", "Cannot allocate memory", "std::bad_alloc", "memory exhausted",

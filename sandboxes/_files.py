@@ -1,7 +1,7 @@
 """The host's file operations on a branch's work dir, resolved by the kernel, never by path.
 
-One implementation for every backend: the local worker uses it on `/home/agent`, the
-commit backend's container worker (which is sent this file) on its `/workspace`.
+One implementation, and one work dir, for every backend: the local worker and the commit
+backend's container worker (which is sent this file) both use it on `WORKDIR`.
 
 Why not `realpath` and `open`: the agent owns everything under the work dir and may
 replace any component with a symlink (or bind-mount something over it) between the
@@ -26,6 +26,9 @@ if __package__:
 else:  # loaded by a standalone worker script
     import _linux as L  # type: ignore[no-redef]
 
+# Where agent code starts and relative paths resolve, in every backend; its home is apart.
+WORKDIR = "/workspace"
+HOME = "/home/agent"
 _RESOLVE = L.RESOLVE_BENEATH | L.RESOLVE_NO_SYMLINKS | L.RESOLVE_NO_XDEV | L.RESOLVE_NO_MAGICLINKS
 _WHY = {errno.ELOOP: "a symlink is on the way (host-side file operations follow none)",
         errno.EXDEV: "it leads outside the sandbox's work dir {}, or across a mount",

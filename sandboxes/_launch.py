@@ -18,10 +18,10 @@ import subprocess
 from typing import Any, NamedTuple, Protocol
 
 from ._cgroup import TreeCgroup
+from ._files import HOME
 from ._handles import WORKER, _stop_bootstrap, _Tree
 from .base import SandboxError, SandboxLimits
 
-WORKDIR = "/home/agent"
 FORK_METHODS = ("overlayfs", "copy")
 
 
@@ -101,7 +101,7 @@ class HostLauncher:
                 [self.python, "-I", "-S", str(WORKER), json.dumps(config)],
                 pass_fds=(worker_end.fileno(), life_r), stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                env={"PATH": "/usr/bin:/bin", "HOME": WORKDIR, "LANG": "C.UTF-8"},
+                env={"PATH": "/usr/bin:/bin", "HOME": HOME, "LANG": "C.UTF-8"},
                 start_new_session=True,
             )
         finally:

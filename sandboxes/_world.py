@@ -21,11 +21,12 @@ import subprocess
 
 if __package__:
     from . import _linux as L
+    from ._files import HOME, WORKDIR
 else:  # loaded by the standalone worker script
     import _linux as L  # type: ignore[no-redef]
+    from _files import HOME, WORKDIR  # type: ignore[no-redef]
 
 STORE = "/.tg"
-WORKDIR = "/home/agent"
 UID = 1000
 
 _LIB_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
@@ -34,7 +35,7 @@ _ETC_COPY = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "os-re
              "debian_version", "bash.bashrc", "profile", "inputrc", "mime.types", "localtime")
 _ETC_FILES = {
     "passwd": f"root:x:0:0:root:/root:/usr/sbin/nologin\n"
-              f"agent:x:{UID}:{UID}:agent:{WORKDIR}:/bin/bash\n"
+              f"agent:x:{UID}:{UID}:agent:{HOME}:/bin/bash\n"
               "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
     "group": f"root:x:0:\nagent:x:{UID}:\nnogroup:x:65534:\n",
     "hosts": "127.0.0.1 localhost sandbox\n::1 localhost\n",
@@ -88,7 +89,7 @@ def build_store(mountpoint: str, disk_mb: int, network: bool) -> list[str]:
 
 def _fill_skeleton(skel: str) -> None:
     for d in ("etc", "home", "tmp", "proc", "dev", "root", "var", "var/tmp", "opt", "mnt",
-              "run", STORE.lstrip("/"), WORKDIR.lstrip("/")):
+              "run", STORE.lstrip("/"), HOME.lstrip("/"), WORKDIR.lstrip("/")):
         os.makedirs(f"{skel}/{d}", exist_ok=True)
     os.chmod(f"{skel}/tmp", 0o1777)
     os.chmod(f"{skel}/var/tmp", 0o1777)

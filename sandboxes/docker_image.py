@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from ._files import WORKDIR
 from .base import SandboxError
 
 SUITE = "bookworm"
@@ -23,7 +24,6 @@ MIRROR = os.environ.get("TREEGYM_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 PACKAGES = ("python3", "python3-pytest", "procps")
 AGENT_UID = 1000
 AGENT_USER = "agent"
-WORKDIR = "/workspace"
 BASE_LABEL = "treegym.base"
 # Any change to how the rootfs is made must change the tag, or old images would be reused.
 _RECIPE = f"{SUITE}|{','.join(PACKAGES)}|{AGENT_USER}:{AGENT_UID}|{WORKDIR}|v1"

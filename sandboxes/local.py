@@ -32,8 +32,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import _seccomp, _wire
+from ._files import WORKDIR
 from ._handles import _Tree, _Worker, worker_processes
-from ._launch import FORK_METHODS, WORKDIR, Adopt, HostLauncher, Launcher, TreeSpec
+from ._launch import FORK_METHODS, Adopt, HostLauncher, Launcher, TreeSpec
 from .base import (
     Capabilities,
     ExecResult,

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.usefixtures("local_leak_check")
 
 def test_run_in_workdir_as_agent(sb: LocalSandbox) -> None:
     r = sb.run("pwd; id -un; echo err >&2; exit 3")
-    assert r.stdout == "/home/agent\nagent\n"
+    assert r.stdout == "/workspace\nagent\n"
     assert r.stderr == "err\n"
     assert r.exit_code == 3 and not r.ok and not r.timed_out
 
@@ -46,7 +46,7 @@ def test_python_sees_subprocess_output(sb: LocalSandbox) -> None:
 
 def test_files(sb: LocalSandbox) -> None:
     sb.write_file("pkg/mod.py", "VALUE = 7\n")
-    sb.write_file("/home/agent/raw.bin", b"\x00\xff")
+    sb.write_file("/workspace/raw.bin", b"\x00\xff")
     assert sb.read_file("pkg/mod.py") == b"VALUE = 7\n"
     assert sb.read_file("raw.bin") == b"\x00\xff"
     assert sb.listdir() == ["pkg", "raw.bin"]

@@ -32,7 +32,7 @@ def test_listener_inside_is_unreachable_from_host(sb: LocalSandbox) -> None:
 
 
 @pytest.mark.parametrize("path", ["/root", "/work", "/etc/shadow", "/proc/1/root/work",
-                                  "/proc/self/root/root", "/home/agent/../../work"])
+                                  "/proc/self/root/root", "/workspace/../work"])
 def test_host_paths_are_invisible(sb: LocalSandbox, path: str) -> None:
     assert sb.run(f"ls {path}/ 2>/dev/null | head -3").stdout == ""
     assert sb.python(f"import os; os.path.exists({path!r}) and os.listdir({path!r})"

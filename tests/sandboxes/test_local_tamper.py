@@ -89,7 +89,7 @@ def test_a_forged_result_of_the_wrong_types_is_a_dead_sandbox(sb: LocalSandbox) 
 def test_a_symlink_into_the_layer_store_is_not_followed_by_host_writes(sb: LocalSandbox) -> None:
     sibling = sb.fork()
     try:
-        sb.run("ln -s /.tg/skel/home/agent/planted notes.txt && ln -s /.tg/skel/etc/passwd pw")
+        sb.run("ln -s /.tg/skel/workspace/planted notes.txt && ln -s /.tg/skel/etc/passwd pw")
         with pytest.raises(SandboxError, match="symlink"):
             sb.write_file("notes.txt", "written through the link")
         with pytest.raises(SandboxError, match="symlink"):
@@ -112,7 +112,7 @@ def test_a_fifo_or_device_under_a_name_is_refused_without_hanging() -> None:
     with LocalSandbox(timeout=5) as sb:
         sb.run("mkfifo pipe && touch zero")
         sb.python("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
-                  "assert libc.mount(b'/dev/zero', b'/home/agent/zero', None, 0x1000, None) == 0")
+                  "assert libc.mount(b'/dev/zero', b'/workspace/zero', None, 0x1000, None) == 0")
         start = time.monotonic()
         with pytest.raises(SandboxError, match="regular file"):
             sb.read_file("pipe")
