@@ -1,20 +1,20 @@
-"""What the commit-backend worker needs to run agent code: who the agent is, the frames it
-speaks to its interpreter and the host, how a call's output is captured, and how a limit
-hit is recognised; stdlib only, shipped into the container by _docker_boot.LOADER."""
+"""What the commit-backend worker needs to run agent code: who the agent is, how it reads
+the frames (_wire.py) it shares with its interpreter and the host, how a call's output is
+captured, and how a limit hit is recognised; stdlib only, shipped into the container by
+_docker_boot.LOADER."""
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import select
 import signal
-import struct
 import time
 from collections.abc import Callable
 from typing import BinaryIO
 
 import _procs
+import _wire
 
 # Output that a finished command's background jobs keep writing is collected this long.
 GRACE = 0.1
@@ -58,33 +58,34 @@ class Agent:
         os.setuid(self.uid)
 
 
-def read_exact(fd: int, n: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = os.read(fd, n - len(buf))
-        if not chunk:
-            return b""
-        buf += chunk
-    return bytes(buf)
+def reader(source: int | BinaryIO, wait: float | None = None) -> Callable[[int], bytes]:
+    """`exact(n)` over a pipe fd, or over the host's stream (buffered by the bootstrap),
+    for `_wire.unpack`; WireClosed at the end of the stream. With `wait`, a pipe that has
+    nothing for that long mid-message is a WireError: the interpreter writes each reply
+    in one atomic write, so only agent code leaves a message half-written."""
+
+    def exact(n: int) -> bytes:
+        buf = bytearray()
+        while len(buf) < n:
+            want = n - len(buf)
+            if wait is not None and not select.select([source], [], [], wait)[0]:
+                raise _wire.WireError("a message was left half-written")
+            chunk = os.read(source, want) if isinstance(source, int) else source.read(want)
+            if not chunk:
+                raise _wire.WireClosed("the stream ended")
+            buf += chunk
+        return bytes(buf)
+
+    return exact
 
 
-def recv(source: int | BinaryIO) -> dict | None:
-    """One frame (4-byte big-endian length, JSON) from a pipe fd, or from the host's stream
-    (buffered by the bootstrap); None at end of stream."""
-    read = source.read if not isinstance(source, int) else lambda n: read_exact(source, n)
-    head = read(4)
-    if len(head) < 4:
+def recv(exact: Callable[[int], bytes],
+         bounds: _wire.Bounds = _wire.TRUSTED) -> tuple[dict, bytes] | None:
+    """One message, or None where the stream ended; WireError where it broke `bounds`."""
+    try:
+        return _wire.unpack(exact, bounds)
+    except _wire.WireClosed:
         return None
-    size = struct.unpack(">I", head)[0]
-    body = read(size)
-    return json.loads(body) if len(body) == size else None
-
-
-def send(fd: int, obj: dict) -> None:
-    data = json.dumps(obj).encode()
-    view = memoryview(struct.pack(">I", len(data)) + data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 def kill_tree(leader: int) -> None:

@@ -14,8 +14,8 @@ WORKER_SOURCE = Path(__file__).with_name("_docker_worker.py").read_bytes()
 # The stdlib-only modules the worker imports, in dependency order: the syscalls, the process
 # table and the file operations every backend shares, the disk cap, the agent's side.
 MODULES = {name: Path(__file__).with_name(f"{name}.py").read_bytes()
-           for name in ("_linux", "_procs", "_files", "_docker_disk", "_docker_agent",
-                        "_docker_python")}
+           for name in ("_linux", "_procs", "_files", "_wire", "_docker_disk",
+                        "_docker_agent", "_docker_python")}
 # Reads one line from stdin and runs it; that line reads each module's source into a
 # module of that name, then reads and runs the worker's source.
 BOOTSTRAP = "import sys; exec(sys.stdin.buffer.readline())"

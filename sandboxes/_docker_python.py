@@ -19,7 +19,12 @@ import sys
 import time
 import traceback
 
-from _docker_agent import Agent, Pump, counter_limit, counters, exit_limit, kill_tree, recv, send
+import _wire
+from _docker_agent import Agent, Pump, counter_limit, counters, exit_limit, kill_tree, reader, recv
+
+# What the worker accepts from an interpreter, which runs agent code: a short header, no blob.
+REPLY = _wire.Bounds(max_header=4096, max_blob=0, fds=False)
+REPLY_WAIT = 0.5  # seconds a started reply may take to arrive in full
 
 # How long an interrupted interpreter gets to unwind before it is killed and replaced.
 INTERRUPT_GRACE = 1.0
@@ -38,12 +43,14 @@ def repl(req_fd: int, rep_fd: int, cpu: int) -> None:
     signal.signal(signal.SIGXCPU, on_xcpu)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     ns: dict = {"__name__": "__main__", "__builtins__": builtins}
+    requests = reader(req_fd)
     cell = 0
     while True:
-        req = recv(req_fd)
-        if req is None:
+        message = recv(requests)
+        if message is None:
             os._exit(0)
-        send(rep_fd, {"started": True})
+        req = message[0]
+        _wire.write(rep_fd, {"started": True})
         cell += 1
         name = f"<cell {cell}>"
         code = req["code"]
@@ -79,7 +86,7 @@ def repl(req_fd: int, rep_fd: int, cpu: int) -> None:
                     stream.flush()
                 except Exception:  # noqa: BLE001 - the agent may have replaced or closed it
                     pass
-        send(rep_fd, reply)
+        _wire.write(rep_fd, reply)
 
 
 class Interpreter:
@@ -136,23 +143,36 @@ class Call:
         self.started = False
         self.reply: dict | None = None
         self.lost = False
+        self.forged = False
         self.pump = Pump(interp.out_r, interp.err_r, cap)
+        self.replies = reader(interp.rep_r, wait=REPLY_WAIT)
         try:
-            send(interp.req_w, {"code": code})
+            _wire.write(interp.req_w, {"code": code})
         except BrokenPipeError:
             self.lost = True
         self.timed_out = not self.pump.run(deadline, self.finished, interp.rep_r, grace=0)
 
     def finished(self) -> bool:
         while not self.done() and select.select([self.interp.rep_r], [], [], 0)[0]:
-            message = recv(self.interp.rep_r)
+            try:
+                message = recv(self.replies, REPLY)
+            except _wire.WireError:
+                self.forge()
+                break
             if message is None:
                 self.lost = True
-            elif message.get("started"):
+            elif message[0] == {"started": True}:
                 self.started = True
+            elif _well_formed(message[0]):
+                self.reply = message[0]
             else:
-                self.reply = message
+                self.forge()
         return self.done()
+
+    def forge(self) -> None:
+        """Agent code wrote to the reply pipe: the interpreter is not to be trusted."""
+        kill_tree(self.interp.pid)
+        self.lost = self.forged = True
 
     def done(self) -> bool:
         return self.lost or self.reply is not None
@@ -163,6 +183,11 @@ class Call:
         deadline = time.monotonic() + INTERRUPT_GRACE
         if not self.pump.run(deadline, self.finished, self.interp.rep_r, 0):
             self.lost = True
+
+
+def _well_formed(reply: dict) -> bool:
+    return (set(reply) == {"exit_code", "limit"} and type(reply["exit_code"]) is int
+            and reply["limit"] in (None, "memory", "cpu", "timeout"))
 
 
 class Python:
@@ -195,7 +220,9 @@ class Python:
         if not call.timed_out:
             _, raw = os.waitpid(interp.pid, 0)
             status = -os.WTERMSIG(raw) if os.WIFSIGNALED(raw) else os.WEXITSTATUS(raw)
-        why = "it did not stop when interrupted" if call.timed_out else f"it died ({status})"
+        why = ("it did not stop when interrupted" if call.timed_out
+               else "its code wrote to the interpreter's reply pipe" if call.forged
+               else f"it died ({status})")
         sep = "\n" if stderr and not stderr.endswith("\n") else ""
         result["stderr"] = stderr + sep + self.restart(why)
         limit = "timeout" if call.timed_out else exit_limit(status) or counter_limit(before)

@@ -9,13 +9,12 @@ interpreter is reported and repaired instead of killing the sandbox.
 
 The host sends this file's source on stdin to a one-line bootstrap (`BOOTSTRAP` in
 _docker_boot.py), after the modules it imports, so the agent's `ps` shows a short command
-line. After that, frames are a 4-byte big-endian length and a JSON object, both ways
-(_docker_agent.py). The interpreter is _docker_python.py; the disk cap _docker_disk.py.
+line. After that, both ways speak _wire.py's frames (a JSON header and a raw blob).
+The interpreter is _docker_python.py; the disk cap _docker_disk.py.
 """
 
 from __future__ import annotations
 
-import base64
 import errno
 import json
 import os
@@ -23,11 +22,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 # Shipped ahead of this file's source by _docker_boot.LOADER.
 import _docker_disk
 import _files
-from _docker_agent import Agent, Pump, counter_limit, counters, exit_limit, kill_tree, recv, send
+import _wire
+from _docker_agent import Agent, Pump, counter_limit, counters, exit_limit, kill_tree, reader, recv
 from _docker_python import Python
 
 # Ops that add to the agent's files; an over-cap branch refuses them ("disk" precedes a fork).
@@ -42,11 +43,12 @@ class Worker:
         self.files = _files.WorkDir(self.agent.workdir)
         self.disk = _docker_disk.DiskCap(self.agent.uid, cfg["disk_mb"], cfg["max_files"])
         self.python = Python(self.agent)
-        self.ops = {"run": self.op_run, "python": self.python.op, "write": self.op_write,
-                    "read": self.op_read, "listdir": self.op_listdir, "ping": self.op_ping,
-                    "disk": self.op_disk}
+        self.ops: dict[str, Callable[[dict, bytes], tuple[dict, bytes]]] = {
+            "run": self.op_run, "python": self.op_python, "write": self.op_write,
+            "read": self.op_read, "listdir": self.op_listdir, "ping": self.op_ping,
+            "disk": self.op_disk}
 
-    def op_run(self, req: dict) -> dict:
+    def op_run(self, req: dict, blob: bytes) -> tuple[dict, bytes]:
         before = counters()
         deadline = time.monotonic() + req["timeout"]
         proc = subprocess.Popen(
@@ -80,34 +82,38 @@ class Worker:
         }
         proc.stdout.close()
         proc.stderr.close()
-        return result
+        return result, b""
 
-    def op_write(self, req: dict) -> dict:
+    def op_python(self, req: dict, blob: bytes) -> tuple[dict, bytes]:
+        return self.python.op(req), b""
+
+    def op_write(self, req: dict, blob: bytes) -> tuple[dict, bytes]:
         with AsAgent(self.agent.uid):
-            self.files.write(req["path"], base64.b64decode(req["data"]))
-        return {}
+            self.files.write(req["path"], blob)
+        return {}, b""
 
-    def op_read(self, req: dict) -> dict:
+    def op_read(self, req: dict, blob: bytes) -> tuple[dict, bytes]:
         with AsAgent(self.agent.uid):
-            data = self.files.read(req["path"], self.agent.max_file)
-        return {"data": base64.b64encode(data).decode()}
+            return {}, self.files.read(req["path"], self.agent.max_file)
 
-    def op_listdir(self, req: dict) -> dict:
+    def op_listdir(self, req: dict, blob: bytes) -> tuple[dict, bytes]:
         with AsAgent(self.agent.uid):
-            return {"names": self.files.listdir(req["path"])}
+            return {"names": self.files.listdir(req["path"])}, b""
 
-    def op_disk(self, req: dict) -> dict:
-        return {"bytes": self.disk.used, "files": self.disk.files}
+    def op_disk(self, req: dict, blob: bytes) -> tuple[dict, bytes]:
+        return {"bytes": self.disk.used, "files": self.disk.files}, b""
 
-    def op_ping(self, req: dict) -> dict:
-        return {"pid": os.getpid(), "interpreter": self.python.interp.pid}
+    def op_ping(self, req: dict, blob: bytes) -> tuple[dict, bytes]:
+        return {"pid": os.getpid(), "interpreter": self.python.interp.pid}, b""
 
-    def handle(self, req: dict) -> dict:
+    def handle(self, req: dict, blob: bytes) -> tuple[dict, bytes]:
         """One op, refused or stopped when it takes the branch over its disk cap."""
+        resp, out = {}, b""
         try:
             since = _docker_disk.free()
             guarded = req["op"] in DISK_OPS
-            resp = {} if guarded and self.disk.check(since) else self.ops[req["op"]](req)
+            if not (guarded and self.disk.check(since)):
+                resp, out = self.ops[req["op"]](req, blob)
             if guarded and self.disk.check(None if req["op"] == "disk" else since):
                 resp = {"error": self.disk.over, "limit": self.disk.limit}
         except OSError as e:
@@ -115,7 +121,7 @@ class Worker:
             resp = {"error": str(e), "errno": e.errno, "strerror": e.strerror, "limit": limit}
         except Exception as e:  # noqa: BLE001 - reported to the host, which raises it
             resp = {"error": f"{type(e).__name__}: {e}"}
-        return resp
+        return resp, out if "error" not in resp else b""
 
 
 class AsAgent:
@@ -138,11 +144,12 @@ def main() -> None:
     os.umask(0o022)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an oversized write fails with EFBIG
     worker = Worker(json.loads(sys.argv[1]))
+    requests = reader(sys.stdin.buffer)
     while True:
-        req = recv(sys.stdin.buffer)
-        if req is None:
+        message = recv(requests)
+        if message is None:
             break
-        send(1, worker.handle(req))
+        _wire.write(1, *worker.handle(*message))
     worker.python.interp.kill()
 
 

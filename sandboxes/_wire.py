@@ -1,11 +1,12 @@
-"""The framing spoken between a LocalSandbox and its worker over a unix socket.
+"""The framing every sandbox worker speaks with its host, and the commit worker with its
+interpreter: a JSON header plus an optional raw blob (file contents travel as bytes, never
+as base64). Over a unix socket (local and docker-tree workers) a message may also carry,
+on `fork`, one file descriptor with SCM_RIGHTS: the new branch's end of a fresh
+socketpair. Over the commit backend's `docker exec` stream the same frames travel inside
+docker's stdout multiplexing. Stdlib only, because the workers import it too.
 
-One message is a JSON header plus an optional raw blob (file contents travel as bytes,
-never as base64) and, on `fork`, one file descriptor passed with SCM_RIGHTS: the new
-branch's end of a fresh socketpair. Stdlib only, because the worker imports it too.
-
-The host reads what the worker sends as hostile: the worker runs agent code, which can
-write anything to the channel. So `recv` takes a `Bounds`: one deadline for the whole
+The host reads what a worker sends as hostile: the worker runs agent code, which can
+write anything to the channel. So a read takes a `Bounds`: one deadline for the whole
 message (a peer that trickles a byte a second is still cut off), caps on the header and
 blob lengths it claims, and whether descriptors are expected at all. Descriptors arrive
 close-on-exec and any not expected are closed at once, so a flood cannot pin memory or
@@ -21,6 +22,7 @@ import os
 import socket
 import struct
 import time
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 _HEAD = struct.Struct("!II")
@@ -50,10 +52,39 @@ class Bounds(NamedTuple):
 TRUSTED = Bounds()
 
 
+def pack(header: dict[str, Any], blob: bytes = b"") -> bytes:
+    """One message's header part; the blob follows it on the wire."""
+    body = json.dumps(header).encode()
+    return _HEAD.pack(len(body), len(blob)) + body
+
+
+def unpack(exact: Callable[[int], bytes], bounds: Bounds = TRUSTED) -> tuple[dict[str, Any], bytes]:
+    """Read one message with `exact(n)` (n bytes, or raise), checking it against `bounds`
+    (whose deadline is `exact`'s to keep)."""
+    head_len, blob_len = _HEAD.unpack(exact(_HEAD.size))
+    if head_len > bounds.max_header or blob_len > bounds.max_blob:
+        raise WireError(f"the sandbox claimed a {head_len} B header and a {blob_len} B "
+                        f"blob (caps {bounds.max_header} and {bounds.max_blob})")
+    try:
+        header = json.loads(exact(head_len))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise WireError(f"the sandbox sent a malformed header ({e})") from None
+    if not isinstance(header, dict):
+        raise WireError(f"the sandbox sent a {type(header).__name__} header, not an object")
+    return header, exact(blob_len) if blob_len else b""
+
+
+def write(fd: int, header: dict[str, Any], blob: bytes = b"") -> None:
+    """Send one message down a pipe or stream fd (no descriptors go this way)."""
+    for part in (pack(header, blob), blob):
+        view = memoryview(part)
+        while view:
+            view = view[os.write(fd, view):]
+
+
 def send(sock: socket.socket, header: dict[str, Any], blob: bytes = b"",
          fds: tuple[int, ...] = ()) -> None:
-    body = json.dumps(header).encode()
-    first = _HEAD.pack(len(body), len(blob)) + body
+    first = pack(header, blob)
     if fds:
         anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())]
         sent = sock.sendmsg([first], anc)
@@ -118,17 +149,7 @@ class _Reader:
 def recv(sock: socket.socket, bounds: Bounds = TRUSTED) -> Message:
     reader = _Reader(sock, bounds)
     try:
-        head_len, blob_len = _HEAD.unpack(reader.exact(_HEAD.size))
-        if head_len > bounds.max_header or blob_len > bounds.max_blob:
-            raise WireError(f"the sandbox claimed a {head_len} B header and a {blob_len} B "
-                            f"blob (caps {bounds.max_header} and {bounds.max_blob})")
-        try:
-            header = json.loads(reader.exact(head_len))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise WireError(f"the sandbox sent a malformed header ({e})") from None
-        if not isinstance(header, dict):
-            raise WireError(f"the sandbox sent a {type(header).__name__} header, not an object")
-        blob = reader.exact(blob_len) if blob_len else b""
+        header, blob = unpack(reader.exact, bounds)
         if reader.fds and not bounds.fds:
             raise WireError(f"the sandbox sent {len(reader.fds)} unexpected descriptors")
     except BaseException:

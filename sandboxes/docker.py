@@ -17,7 +17,6 @@ local backend) when interpreter state must survive a fork.
 
 from __future__ import annotations
 
-import base64
 import json
 import socket
 import struct
@@ -27,6 +26,7 @@ import uuid
 import weakref
 from typing import Any
 
+from . import _wire
 from ._docker_boot import BOOTSTRAP, LOADER, run_options
 from ._docker_owned import ImageLedger, cleanup, sweep_once
 from .base import (
@@ -44,7 +44,7 @@ FORK_REPOSITORY = "treegym/sandbox-fork"
 # How long past a call's own timeout the worker may take to answer before it counts as hung.
 REPLY_GRACE = 15.0
 INTERRUPT_GRACE = 1.0
-_MAX_FRAME_BASE = 16 << 20  # beyond two captured streams and a base64 file
+_MAX_FRAME_BASE = 16 << 20  # header bytes beyond the two captured streams
 class DockerSandbox(Sandbox):
     """A sandbox in a hardened container: no network, no capabilities for agent code,
     a non-root agent user, and memory, process, CPU-time and file-size caps.
@@ -175,10 +175,10 @@ class DockerSandbox(Sandbox):
 
     def write_file(self, path: str, content: str | bytes) -> None:
         data = content.encode() if isinstance(content, str) else content
-        self._call({"op": "write", "path": path, "data": base64.b64encode(data).decode()})
+        self._call({"op": "write", "path": path}, blob=data)
 
     def read_file(self, path: str) -> bytes:
-        return base64.b64decode(self._call({"op": "read", "path": path})["data"])
+        return self._call({"op": "read", "path": path}, with_blob=True)
 
     def listdir(self, path: str = ".") -> list[str]:
         return self._call({"op": "listdir", "path": path})["names"]
@@ -219,67 +219,59 @@ class DockerSandbox(Sandbox):
         if self._dead is not None:
             raise SandboxDead(self._dead)
 
-    def _call(self, request: dict, timeout: float = 60.0) -> dict:
-        """One request and its reply, all of it within `timeout` seconds; a reply that
-        breaks the protocol (too long, not JSON, not an object) kills the sandbox."""
+    def _call(self, request: dict, timeout: float = 60.0, blob: bytes = b"",
+              with_blob: bool = False) -> Any:
+        """One request and its reply (the header, or with `with_blob` the blob), all of it
+        within `timeout` seconds; a reply that breaks the protocol (too long, not JSON, not
+        an object) kills the sandbox."""
         with self._lock:
             self._check_alive()
             sock = self._conn[0]
-            data = json.dumps(request).encode()
-            deadline = time.monotonic() + timeout
             try:
-                sock.sendall(struct.pack(">I", len(data)) + data)
-                reply = self._recv(deadline)
+                sock.sendall(_wire.pack(request, blob) + blob)
+                reply, data = self._recv(time.monotonic() + timeout)
             except TimeoutError:
-                reply = None
                 self._dead = f"the sandbox worker did not answer within {timeout:.0f} s"
-            except _Broken as e:
-                reply = None
+            except _wire.WireError as e:
                 self._dead = f"its channel broke the protocol ({e})"
+            except _wire.WireClosed:
+                self._dead = self._death_reason()
             except OSError as e:
-                reply = None
                 self._dead = f"lost the connection to the sandbox worker ({e})"
-            if reply is None:
-                self._dead = self._dead or self._death_reason()
+            if self._dead is not None:
                 raise SandboxDead(self._dead)
         if "error" in reply:
             _raise_for(reply, request.get("path"))
-        return reply
+        return data if with_blob else reply
 
-    def _recv(self, deadline: float) -> dict | None:
-        """One worker frame, unwrapped from docker's stdout/stderr multiplexing."""
+    def _recv(self, deadline: float) -> tuple[dict, bytes]:
+        """One worker message, unwrapped from docker's stdout/stderr multiplexing."""
         limits = self.limits
-        cap = _MAX_FRAME_BASE + 12 * limits.max_output_bytes + 2 * (limits.max_file_mb << 20)
-        while True:
-            if len(self._out) >= 4:
-                size = struct.unpack(">I", self._out[:4])[0]
-                if size > cap:
-                    raise _Broken(f"a {size} B frame, over the {cap} B cap")
-                if len(self._out) >= 4 + size:
-                    body = bytes(self._out[4 : 4 + size])
-                    del self._out[: 4 + size]
-                    try:
-                        reply = json.loads(body)
-                    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-                        raise _Broken(f"a malformed frame: {e}") from None
-                    if not isinstance(reply, dict):
-                        raise _Broken(f"a {type(reply).__name__} frame, not an object")
-                    return reply
-            if not self._fill(8, deadline):
-                return None
+        bounds = _wire.Bounds(deadline, _MAX_FRAME_BASE + 12 * limits.max_output_bytes,
+                              limits.max_file_mb << 20, fds=False)
+        return _wire.unpack(lambda n: self._stdout(n, deadline), bounds)
+
+    def _stdout(self, n: int, deadline: float) -> bytes:
+        """The next `n` bytes the worker wrote to its stdout; what it wrote to stderr is
+        kept for the death report."""
+        cap = _MAX_FRAME_BASE + 12 * self.limits.max_output_bytes + (self.limits.max_file_mb << 20)
+        while len(self._out) < n:
+            self._fill(8, deadline)
             stream, size = self._raw[0], struct.unpack(">I", self._raw[4:8])[0]
             if size > cap:
-                raise _Broken(f"a {size} B stream chunk, over the {cap} B cap")
-            if not self._fill(8 + size, deadline):
-                return None
+                raise _wire.WireError(f"a {size} B stream chunk, over the {cap} B cap")
+            self._fill(8 + size, deadline)
             payload = self._raw[8 : 8 + size]
             del self._raw[: 8 + size]
             if stream == 1:
                 self._out += payload
             else:
                 self._err = (self._err + payload)[-4000:]
+        data = bytes(self._out[:n])
+        del self._out[:n]
+        return data
 
-    def _fill(self, n: int, deadline: float) -> bool:
+    def _fill(self, n: int, deadline: float) -> None:
         while len(self._raw) < n:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -287,9 +279,8 @@ class DockerSandbox(Sandbox):
             self._conn[0].settimeout(left)
             chunk = self._conn[0].recv(1 << 16)
             if not chunk:
-                return False
+                raise _wire.WireClosed("the worker's stream ended")
             self._raw += chunk
-        return True
 
     def _death_reason(self) -> str:
         """Say why the worker stopped answering: the container's fate, then the worker's."""
@@ -312,10 +303,6 @@ class DockerSandbox(Sandbox):
         if tail:
             parts.append(f"worker stderr: {tail[-800:]}")
         return "; ".join(parts) or "the sandbox worker closed its connection"
-
-
-class _Broken(Exception):
-    """The worker's reply broke the protocol."""
 
 
 def _raise_for(reply: dict, path: str | None) -> None:

@@ -125,6 +125,39 @@ def test_interpreter_persists_between_calls(docker_sandbox: DockerSandbox) -> No
     assert sb.python("x").stdout == "41\n"  # an exception loses nothing
 
 
+# Agent code finds the interpreter's reply pipe (its only write-only pipe) and writes a frame.
+_WRITE_TO_REPLY_PIPE = """
+import fcntl, os, stat, struct
+for name in os.listdir("/proc/self/fd"):
+    try:
+        fd = int(name)
+        if (fd > 2 and stat.S_ISFIFO(os.fstat(fd).st_mode)
+                and fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_WRONLY):
+            os.write(fd, {frame})
+    except OSError:
+        pass
+import time; time.sleep(5)
+"""
+
+
+@pytest.mark.parametrize("frame", [
+    "struct.pack('!II', 1 << 30, 0)",  # a header claiming a gigabyte
+    "struct.pack('!II', 40, 0) + b'{'",  # half a frame, never finished
+    "struct.pack('!II', 2, 0) + b'[]'",  # not an object
+    "(lambda b: struct.pack('!II', len(b), 0) + b)(b'{\"exit_code\": 0, \"limit\": 7}')",
+])
+def test_a_frame_forged_on_the_reply_pipe_restarts_the_interpreter(
+    docker_sandbox: DockerSandbox, frame: str
+) -> None:
+    docker_sandbox.python("kept = 1")
+    start = time.monotonic()
+    r = docker_sandbox.python(_WRITE_TO_REPLY_PIPE.format(frame=frame), timeout=15)
+    assert time.monotonic() - start < 4, "the worker waited on the forged frame"
+    assert r.exit_code != 0 and not r.timed_out
+    assert "restarted because its code wrote to the interpreter's reply pipe" in r.stderr
+    assert docker_sandbox.python("print('kept' in globals(), 6 * 7)").stdout == "False 42\n"
+
+
 def test_fork_diverges_files_and_siblings_are_isolated(docker_sandbox: DockerSandbox) -> None:
     parent = docker_sandbox
     parent.write_file("shared.txt", "root")
