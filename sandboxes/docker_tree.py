@@ -39,7 +39,7 @@ from typing import Any
 
 from ._docker_owned import LABEL, OWNER_LABEL, owner_id, sweep_once
 from ._handles import _Tree
-from ._launch import Launcher, Started, TreeProfile, TreeSpec
+from ._launch import WORKER_ENV, Launcher, Started, TreeProfile, TreeSpec
 from .base import SandboxError, SandboxLimits
 from .docker_image import docker_client, ensure_image
 from .local import LocalSandbox
@@ -199,6 +199,7 @@ def _start_container(client: Any, image: str, spec: TreeSpec, rendezvous: Path,
     container_id = api.create_container(
         image,
         command=["python3", "-I", "-S", "-c", BOOT, json.dumps(config)],
+        environment=WORKER_ENV,
         user=f"{uid}:{uid}",
         working_dir="/",
         hostname="sandbox",
