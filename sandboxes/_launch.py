@@ -24,8 +24,10 @@ from .base import SandboxError, SandboxLimits
 
 FORK_METHODS = ("overlayfs", "copy")
 # malloc asks for transparent huge pages (glibc >= 2.35; older ones ignore it), so a fork
-# copies one page-table entry per 2 MiB of a big array instead of 512: measured, a fork of
-# a 64 MiB interpreter 6.4 -> 4.9 ms p50 on a 2-CPU VM, at +0.1 MiB PSS per fork.
+# copies one page-table entry per 2 MiB of a big array instead of 512. Measured with
+# `treegym bench sandbox --no-docker --repeats 100`, 5 runs each way, alternating, on a
+# 2-CPU VM: a 64 MiB interpreter's fork p50 6.17-7.15 ms without, 4.10-4.75 ms with, at
+# 2.21-2.23 vs 2.24-2.35 MiB PSS per fork.
 WORKER_ENV = {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
 
 
