@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from treegym.sandboxes._procs import table
+
 RAY = shutil.which("ray", path=str(Path(sys.executable).parent))
 _RAY_PROCESS = re.compile(
     r"raylet|gcs_server|ray::|default_worker\.py|log_monitor\.py|ray/dashboard|"
@@ -31,16 +33,14 @@ _RAY_PROCESS = re.compile(
 def ray_processes() -> dict[int, str]:
     """Live Ray processes on this machine (pid -> command line)."""
     found = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
+    for pid, proc in table().items():
         try:
-            with open(f"/proc/{name}/cmdline", "rb") as f:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
                 cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if _RAY_PROCESS.search(cmd):
-            found[int(name)] = cmd
+        if proc.alive and _RAY_PROCESS.search(cmd):
+            found[pid] = cmd
     return found
 
 
