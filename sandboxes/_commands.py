@@ -17,7 +17,6 @@ import time
 from typing import Any
 
 import _linux as L
-import _procs
 import _seccomp
 import _world
 
@@ -30,16 +29,18 @@ _PROCESS_HINTS = ("fork: retry", "fork: Resource temporarily unavailable",
                   "BlockingIOError: [Errno 11]", "Resource temporarily unavailable")
 
 
-def run(cmd: str, timeout: float, limits: dict[str, Any], pidns: int) -> dict[str, Any]:
+def run(cmd: str, timeout: float, limits: dict[str, Any], pidns: int,
+        tree_processes: int) -> dict[str, Any]:
     """Run `cmd` under bash as pid 1 of a new pid namespace and collect its result.
 
-    `pidns` is the tree's pid namespace, restored as the one later forks (new branches)
-    enter; killing the command's pid 1 on timeout ends its whole process tree.
+    `pidns` is the branch's pid namespace, restored as the one later forks enter; killing
+    the command's pid 1 on timeout ends its whole process tree. `tree_processes` is how
+    many processes the tree holds now (RLIMIT_NPROC counts them all).
     """
     cap = limits["max_output_bytes"]
     start = time.monotonic()
     deadline = start + timeout
-    nproc = min(_procs.count() + limits["max_processes"],
+    nproc = min(tree_processes + limits["max_processes"],
                 resource.getrlimit(resource.RLIMIT_NPROC)[1])
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
@@ -114,7 +115,6 @@ def _exec_command(cmd: str, out_w: int, err_w: int, nproc: int, limits: dict[str
         os.setsid()
         L.prctl(L.PR_SET_PDEATHSIG, signal.SIGKILL)
         L.unshare(L.CLONE_NEWNS)
-        L.umount(_world.STORE)  # commands never see other branches' layers
         L.mount("proc", "/proc", "proc", L.MS_NOSUID | L.MS_NODEV | L.MS_NOEXEC)
         null = os.open("/dev/null", os.O_RDONLY)
         os.dup2(null, 0)

@@ -77,6 +77,7 @@ class _Worker:
         self.sock = sock
         self.pid = pid
         self.pidfd = os.pidfd_open(pid)
+        self.pidns = _procs.pid_ns(pid)
         self.stopped = False
         self.oom_kills = tree.oom_kills()  # so a later kill can be pinned on this branch
         tree.join()
@@ -96,10 +97,26 @@ class _Worker:
         select.select([self.pidfd], [], [], 2.0)
         os.close(self.pidfd)
         self.sock.close()
+        self._await_init()
         self.tree.leave()
 
+    def _await_init(self) -> None:
+        """Wait for the branch's init (_nest.py) to follow its worker out, so a closed
+        branch leaves no process; one that still holds child branches stays for them."""
+        init = _procs.lone_init(self.pidns) if self.pidns else None
+        if init is None:
+            return
+        try:
+            fd = os.pidfd_open(init)
+        except ProcessLookupError:
+            return
+        select.select([fd], [], [], 2.0)
+        os.close(fd)
 
-def worker_processes(ancestor: int | None = None) -> list[int]:
-    """Pids of live sandbox processes, for leak checks in tests and benches; with
-    `ancestor`, only those descended from that pid."""
-    return _procs.matching(str(WORKER).encode(), ancestor)
+
+def worker_processes(ancestor: int | None = None, inits: bool = True) -> list[int]:
+    """Pids of live sandbox processes (without `inits`, only workers, not their branches'
+    inits), for leak checks in tests and benches; with `ancestor`, only those descended
+    from that pid."""
+    pids = _procs.matching(str(WORKER).encode(), ancestor)
+    return pids if inits else [pid for pid in pids if _procs.name(pid) != _procs.INIT_NAME]

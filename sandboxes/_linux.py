@@ -37,6 +37,7 @@ _SYS_MOVE_MOUNT = 429
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
+PR_SET_NAME = 15
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
 
@@ -129,3 +130,8 @@ def openat2(dirfd: int, path: str, flags: int, mode: int, resolve: int) -> int:
 def prctl(option: int, arg: int = 0) -> None:
     _check(_libc.prctl(option, arg, 0, 0, 0), "prctl")
 
+
+def set_name(name: str) -> None:
+    """This thread's name as /proc/<pid>/comm and ps show it (prctl PR_SET_NAME)."""
+    buf = ctypes.create_string_buffer(name.encode()[:15])
+    _check(_libc.prctl(PR_SET_NAME, ctypes.addressof(buf), 0, 0, 0), "prctl")

@@ -13,6 +13,9 @@ import time
 from collections.abc import Callable, Collection, Iterable
 from typing import NamedTuple
 
+# The process name of branch inits (_nest.py), so counts of workers can leave them out.
+INIT_NAME = "treegym-init"
+
 
 class Proc(NamedTuple):
     pid: int
@@ -91,6 +94,31 @@ def matching(marker: bytes, ancestor: int | None = None) -> list[int]:
         except OSError:
             continue
     return sorted(found)
+
+
+def name(pid: int) -> str:
+    """The process's name (comm), or "" once it is gone."""
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def pid_ns(pid: int) -> str:
+    """The process's pid namespace ("pid:[inode]"), or "" once it is gone."""
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return ""
+
+
+def lone_init(ns: str) -> int | None:
+    """The branch init of pid namespace `ns` when it is the last process there."""
+    members = [pid for pid in table() if pid_ns(pid) == ns]
+    if len(members) == 1 and name(members[0]) == INIT_NAME:
+        return members[0]
+    return None
 
 
 def owned_by(uid: int) -> set[int]:

@@ -2,8 +2,9 @@
 
 Stdlib only, imported by the worker script. The bootstrap enters the tree's namespaces
 (as a host uid of the tree's own when it runs as root) and stays in the host's pid
-namespace to take the tree down when the host goes; the tree's init reaps; the first
-worker takes the hard per-process limits every branch inherits.
+namespace to take the tree down when the host goes; the tree's init builds the layer
+store and reaps; the layer keeper alone keeps the store; the first worker, in a pid
+namespace of its own branch, takes the hard per-process limits every branch inherits.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ import socket
 import time
 from typing import Any
 
+import _keeper
 import _linux as L
+import _nest
+import _wire
 import _world
 
 NAMESPACES = (L.CLONE_NEWUSER | L.CLONE_NEWNS | L.CLONE_NEWPID | L.CLONE_NEWNET
@@ -98,3 +102,56 @@ def reap_forever() -> None:
             time.sleep(3600)
         except InterruptedError:
             continue
+
+
+def start(cfg: dict[str, Any], chan: socket.socket) -> tuple[socket.socket, int, str]:
+    """From the host's bootstrap to the first branch's worker, which returns: its socket
+    to the layer keeper, its pid namespace's depth, and the fork method the keeper chose.
+
+        bootstrap (host pid ns) -> the tree's init (pid 1; builds the store, reaps)
+            -> the layer keeper (_keeper.py)
+            -> the first branch's init and worker (pids 1 and 2 of its own pid ns)
+    """
+    lifeline = cfg["lifeline_fd"]
+    if os.read(lifeline, 1) != b"g":  # the host is done placing us (cgroup, credentials)
+        os._exit(1)
+    depth = _nest.level() + 1  # the tree's namespace
+    try:
+        enter_namespaces(cfg["sandbox_uid"], cfg["network"])
+    except OSError as e:  # the host must hear why
+        _wire.send(chan, {"error": namespace_error(e)})
+        raise SystemExit(1) from None
+    init = os.fork()
+    if init:
+        chan.close()
+        await_host(lifeline, init)
+    L.prctl(L.PR_SET_PDEATHSIG, signal.SIGKILL)
+    os.close(lifeline)
+    step = "cannot build the sandbox filesystem"
+    try:
+        ro_dirs = _world.build_store("/tmp", cfg["disk_mb"], cfg["network"])
+        step = "cannot start the first branch"
+        keeper, keeper_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        if os.fork() == 0:
+            chan.close()
+            keeper.close()
+            _keeper.Keeper(ro_dirs, cfg["method"], cfg["squash_at"]).serve(keeper_end)
+            os._exit(0)
+        keeper_end.close()
+        tree_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        pid, depth = _nest.fork_branch(depth, tree_ns)
+        if pid:
+            chan.close()
+            reap_forever()
+        os.close(tree_ns)
+        step = "cannot mount the sandbox root"
+        os.setpgid(0, 0)
+        L.prctl(L.PR_SET_CHILD_SUBREAPER, 1)
+        L.unshare(L.CLONE_NEWNS)
+        root = _wire.ask(keeper, {"op": "root"})
+        _keeper.enter(root.fds[0], _world.WORKDIR)
+        set_limits(cfg["limits"])
+    except BaseException as e:  # noqa: B036 - the host must hear why
+        _wire.send(chan, {"error": f"{step}: {e}"})
+        os._exit(1)
+    return keeper, depth, root.header["method"]

@@ -156,3 +156,15 @@ def recv(sock: socket.socket, bounds: Bounds = TRUSTED) -> Message:
         reader.close_fds()
         raise
     return Message(header, blob, reader.fds, reader.pids[0] if reader.pids else None)
+
+
+def ask(sock: socket.socket, header: dict[str, Any]) -> Message:
+    """One request to a peer the caller trusts (a worker asking its tree's keeper or its
+    branch's init); an error it answers is raised as OSError."""
+    send(sock, header)
+    reply = recv(sock)
+    if "error" in reply.header:
+        for fd in reply.fds:
+            os.close(fd)
+        raise OSError(f"{header['op']}: {reply.header['error']}")
+    return reply

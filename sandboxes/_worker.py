@@ -6,12 +6,16 @@ the smaller it stays, the faster every branch. Process tree of one sandbox tree:
 
     bootstrap   (host pid ns; own user/mount/net/ipc/uts ns) exits when the host does
     └── init    (pid 1 of the tree's pid ns) reaps; its death kills the whole tree
-        └── sandbox worker (one per LocalSandbox; a fork adds a sibling process)
+        ├── layer keeper (_keeper.py): the only process with the layer store mounted
+        └── branch init (_nest.py: pid 1 of the branch's own pid ns, an empty root)
+            └── sandbox worker (pid 2 there; a fork nests its child's namespace here)
 
-Each sandbox worker is a persistent Python interpreter plus a request loop. Shell
-commands run in their own pid namespace (killing its pid 1 kills the command's whole
-process tree) with rlimits, without capabilities, under a seccomp filter (_seccomp.py),
-and without the layer store mounted.
+Each sandbox worker is a persistent Python interpreter plus a request loop. python()
+code runs in the worker, as root of the tree's user namespace, but it sees only its own
+branch: its own root (the keeper's layers out of reach), its own pid namespace and
+/proc, so no sibling's or parent's process or files. Shell commands run in a pid
+namespace of their own (killing its pid 1 kills the command's whole process tree) with
+rlimits, without capabilities, under a seccomp filter (_seccomp.py).
 """
 
 from __future__ import annotations
@@ -33,7 +37,9 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _commands  # noqa: E402
 import _files  # noqa: E402
+import _keeper  # noqa: E402
 import _linux as L  # noqa: E402
+import _nest  # noqa: E402
 import _procs  # noqa: E402
 import _tree  # noqa: E402
 import _wire  # noqa: E402
@@ -74,11 +80,13 @@ class _CappedStream(io.TextIOBase):
 
 
 class Worker:
-    """One sandbox: its world (root filesystem), interpreter namespace and channel."""
+    """One sandbox: its interpreter namespace, its channel to the host, its socket to the
+    layer keeper (which makes its roots), and how deep its pid namespace is nested."""
 
-    def __init__(self, chan: socket.socket, world: _world.World, limits: dict[str, Any]) -> None:
-        self.chan = chan
-        self.world = world
+    def __init__(self, chan: socket.socket, keeper: socket.socket, depth: int, method: str,
+                 limits: dict[str, Any]) -> None:
+        self.chan, self.keeper, self.depth = chan, keeper, depth
+        self.method = method
         self.limits = limits
         self.files = _files.WorkDir(_world.WORKDIR)
         self.children: set[int] = set()
@@ -143,7 +151,7 @@ class Worker:
                 self.children.discard(pid)
 
     def op_ping(self, msg: _wire.Message) -> tuple[dict[str, Any], bytes]:
-        return {"pid": os.getpid(), "method": self.world.method}, b""
+        return {"pid": os.getpid(), "method": self.method}, b""
 
     # -- files (see _files.py) -------------------------------------------------------
     def op_write(self, msg: _wire.Message) -> tuple[dict[str, Any], bytes]:
@@ -172,7 +180,7 @@ class Worker:
                       + resource.getrusage(resource.RUSAGE_SELF).ru_stime)
         _, nproc_hard = resource.getrlimit(resource.RLIMIT_NPROC)
         try:
-            room = _procs.count() + self.limits["max_processes"]
+            room = self.tree_processes() + self.limits["max_processes"]
             resource.setrlimit(resource.RLIMIT_NPROC, (min(nproc_hard, room), nproc_hard))
             resource.setrlimit(resource.RLIMIT_CPU, (cpu_now + self.limits["cpu_seconds"],
                                                      resource.RLIM_INFINITY))
@@ -222,31 +230,52 @@ class Worker:
     # -- shell commands -------------------------------------------------------------
     def op_run(self, msg: _wire.Message) -> tuple[dict[str, Any], bytes]:
         return _commands.run(msg.header["cmd"], float(msg.header["timeout"]), self.limits,
-                             self.pidns), b""
+                             self.pidns, self.tree_processes()), b""
+
+    def tree_processes(self) -> int:
+        """The tree's process count, which only the keeper can see: RLIMIT_NPROC counts
+        every process of the tree's uid, and a call may add `max_processes` to them."""
+        return int(_wire.ask(self.keeper, {"op": "count"}).header["processes"])
 
     # -- forking --------------------------------------------------------------------
     def op_fork(self, msg: _wire.Message) -> tuple[dict[str, Any], bytes] | None:
+        """The keeper freezes this branch and makes both roots; the child is forked into a
+        pid namespace of its own (_nest.py) and enters its root."""
         (chan_fd,) = msg.fds
-        copied = self.world.copy_for_child() if self.world.method == "copy" else None
-        self.world.before_fork()
-        pid = os.fork()
+        roots = _wire.ask(self.keeper, {"op": "fork"})
+        child_root, child_keeper = roots.fds[-2:]
+        try:
+            if roots.header["reroot"]:
+                _keeper.enter(roots.fds[0])
+            pid, depth = _nest.fork_branch(self.depth, self.pidns)
+        except BaseException:
+            for fd in (child_root, child_keeper):
+                _close(fd)
+            raise
         if pid:
+            os.close(child_root)
+            os.close(child_keeper)
             self.children.add(pid)
             return {"pid": pid}, b""
         self.chan.close()
+        self.keeper.close()
+        os.close(self.pidns)
         self.chan = socket.socket(fileno=chan_fd)
+        self.keeper = socket.socket(fileno=child_keeper)
+        self.depth = depth
         self.children = set()
         try:
             os.setpgid(0, 0)
             L.prctl(L.PR_SET_CHILD_SUBREAPER, 1)  # not inherited across fork
             L.unshare(L.CLONE_NEWNS)
-            self.world.enter_child(copied)
+            _keeper.enter(child_root)
+            self.pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
             self._new_capture()
             _reseed()
         except BaseException as e:  # noqa: B036 - report, then leave
             _wire.send(self.chan, {"error": f"fork setup failed: {e}"})
             os._exit(1)
-        _wire.send(self.chan, {"hello": os.getpid(), "method": self.world.method})
+        _wire.send(self.chan, {"hello": os.getpid(), "method": self.method})
         return None
 
 
@@ -301,42 +330,11 @@ def _reseed() -> None:
 def main() -> None:
     cfg = json.loads(sys.argv[1])
     chan = socket.socket(fileno=cfg["chan_fd"])
-    lifeline = cfg["lifeline_fd"]
-    if os.read(lifeline, 1) != b"g":  # the host is done placing us (cgroup, credentials)
-        os._exit(1)
-    try:
-        _tree.enter_namespaces(cfg["sandbox_uid"], cfg["network"])
-    except OSError as e:  # the host must hear why
-        _wire.send(chan, {"error": _tree.namespace_error(e)})
-        raise SystemExit(1) from None
-    init = os.fork()
-    if init:
-        chan.close()
-        _tree.await_host(lifeline, init)
-    L.prctl(L.PR_SET_PDEATHSIG, signal.SIGKILL)
-    os.close(lifeline)
-    try:
-        ro_dirs = _world.build_store("/tmp", cfg["disk_mb"], cfg["network"])
-    except BaseException as e:  # noqa: B036
-        _wire.send(chan, {"error": f"cannot build the sandbox filesystem: {e}"})
-        os._exit(1)
-    if os.fork():
-        chan.close()
-        _tree.reap_forever()
-    os.setpgid(0, 0)
-    L.prctl(L.PR_SET_CHILD_SUBREAPER, 1)
-    world = _world.World(ro_dirs, cfg["method"], cfg["squash_at"])
-    try:
-        L.unshare(L.CLONE_NEWNS)
-        world.enter_first()
-        _tree.set_limits(cfg["limits"])
-    except BaseException as e:  # noqa: B036
-        _wire.send(chan, {"error": f"cannot mount the sandbox root: {e}"})
-        os._exit(1)
+    keeper, depth, method = _tree.start(cfg, chan)
     signal.signal(signal.SIGALRM, _raise_stop("timeout"))
     signal.signal(signal.SIGXCPU, _raise_stop("cpu"))
-    worker = Worker(chan, world, cfg["limits"])
-    _wire.send(chan, {"hello": os.getpid(), "method": world.method})
+    worker = Worker(chan, keeper, depth, method, cfg["limits"])
+    _wire.send(chan, {"hello": os.getpid(), "method": worker.method})
     worker.serve()
 
 

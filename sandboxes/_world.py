@@ -1,23 +1,24 @@
-"""The sandbox's root filesystem: built once per tree, re-rooted on every fork.
+"""The layer store of a tree's root filesystems, built once per tree.
 
 All layers live in one tmpfs (the *store*) created inside the tree's own mount
 namespace, so nothing is ever written to the host's disk and the whole store vanishes
-with the tree's last process. Inside every sandbox root the store is reachable at
-`/.tg`; shell commands run with it unmounted.
+with the tree's last process. Only the layer keeper (_keeper.py) has it mounted; no
+worker, command or branch init can reach it.
 
 Root layout: an overlay of frozen layers plus one private upper layer, with read-only
-binds of the host's /usr (and /bin, /lib... where they are real directories), /proc of
-the tree's pid namespace and a handful of device nodes. A fork freezes the current
-upper as a new lower (a mounted lower must never change), so parent and child each get
-a fresh upper over identical lowers. Where overlayfs is unavailable each root is a plain
-directory and a fork copies it (`cp -a`), which is slower but needs only bind mounts.
+binds of the host's /usr (and /bin, /lib... where they are real directories), a
+handful of device nodes, and a /proc of the branch's own pid namespace. A fork freezes
+the current upper as a new lower (a mounted lower must never change), so parent and
+child each get a fresh upper over identical lowers. Where overlayfs is unavailable each
+root is a plain directory and a fork copies it (`cp -a`), which is slower but needs only
+bind mounts. `STORE` is the empty directory every root has, where a new root is
+attached before the worker pivots into it.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 
 if __package__:
     from . import _linux as L
@@ -57,7 +58,7 @@ def build_store(mountpoint: str, disk_mb: int, network: bool) -> list[str]:
     L.mount("tgstore", mountpoint, "tmpfs", L.MS_NOSUID | L.MS_NODEV,
             f"size={disk_mb}m,mode=0755")
     s = mountpoint
-    for d in ("skel", "l", "w", "m", "r", "dev", "proc"):
+    for d in ("skel", "l", "w", "m", "r", "dev", "proc", STORE.lstrip("/")):
         os.mkdir(f"{s}/{d}")
     ro_dirs = ["usr"]
     for name in _LIB_DIRS:
@@ -112,135 +113,3 @@ def _pivot_into(path: str) -> None:
     L.pivot_root(".", ".")
     L.umount(".")
     os.chdir("/")
-
-
-def _new_id(prefix: str, kind: tuple[str, ...]) -> str:
-    n = 0
-    while True:
-        ident = f"{os.getpid():x}.{n:x}"
-        try:
-            os.mkdir(f"{prefix}/{kind[0]}/{ident}")
-        except FileExistsError:
-            n += 1
-            continue
-        for extra in kind[1:]:
-            os.mkdir(f"{prefix}/{extra}/{ident}")
-        return ident
-
-
-class World:
-    """One sandbox's view of the store: which layers make its root, and how to re-root."""
-
-    def __init__(self, ro_dirs: list[str], method: str, squash_at: int) -> None:
-        self.ro_dirs = ro_dirs
-        self.method = method
-        self.squash_at = squash_at
-        self.lowers: list[str] = ["skel"]
-        self.upper = ""
-        self.root = ""
-        self.store_prefix = ""
-
-    # -- entering a root ------------------------------------------------------------
-    def enter_first(self) -> None:
-        """Mount this process's first root; tries overlayfs, else falls back to copying."""
-        if self.method == "overlayfs":
-            try:
-                self.upper = _new_id("", ("l", "w"))
-                self._enter()
-                return
-            except OSError:
-                self.method = "copy"
-        self.root = _new_id("", ("r",))
-        _copy_tree("/skel", f"/r/{self.root}")
-        self._enter()
-
-    def _enter(self) -> None:
-        """Swap this mount namespace's root for a freshly mounted one.
-
-        The old root is left first (pivot into the store), so that its overlay is gone
-        before its upper layer is mounted again as a lower: overlayfs warns, and its
-        behaviour is undefined, when one directory is both at once.
-        """
-        cwd = _getcwd() if self.store_prefix else WORKDIR
-        if self.store_prefix:
-            _pivot_into(self.store_prefix)
-        store = L.clone_tree("/")  # the store with its /usr, /dev and /proc mounts
-        try:
-            mnt = f"/m/{_new_id('', ('m',))}"
-            if self.method == "overlayfs":
-                lowers = ":".join(_layer_path("", x) for x in self.lowers)
-                L.mount("overlay", mnt, "overlay", L.MS_NOSUID | L.MS_NODEV,
-                        f"lowerdir={lowers},upperdir=/l/{self.upper},"
-                        f"workdir=/w/{self.upper},userxattr")
-            else:
-                L.mount(f"/r/{self.root}", mnt, None, L.MS_BIND)
-            L.attach_tree(store, f"{mnt}{STORE}")
-        finally:
-            os.close(store)
-        for name in (*self.ro_dirs, "dev", "proc"):
-            L.mount(f"/{name}", f"{mnt}/{name}", None, L.MS_BIND | L.MS_REC)
-        _pivot_into(mnt)
-        self.store_prefix = STORE
-        try:
-            os.chdir(cwd)
-        except OSError:
-            os.chdir(WORKDIR)
-
-    # -- forking --------------------------------------------------------------------
-    def before_fork(self) -> None:
-        """In the parent: freeze what the child must share, so no mounted lower changes."""
-        if self.method != "overlayfs":
-            return
-        if not os.listdir(f"{STORE}/l/{self.upper}"):
-            return  # nothing written since the last freeze: share the same lowers
-        lowers = [self.upper, *self.lowers]
-        if len(lowers) > self.squash_at:
-            lowers = [self._squash(lowers)]
-        self.lowers = lowers
-        self.upper = _new_id(STORE, ("l", "w"))
-        self._enter()
-
-    def copy_for_child(self) -> str:
-        """In the copy method the parent copies its root before forking (it may change after)."""
-        ident = _new_id(STORE, ("r",))
-        _copy_tree(f"{STORE}/r/{self.root}", f"{STORE}/r/{ident}")
-        return ident
-
-    def enter_child(self, copied_root: str | None) -> None:
-        """In the child, after `unshare(CLONE_NEWNS)`: mount its own private root."""
-        if self.method == "overlayfs":
-            self.upper = _new_id(STORE, ("l", "w"))
-        else:
-            assert copied_root is not None
-            self.root = copied_root
-        self._enter()
-
-    def _squash(self, lowers: list[str]) -> str:
-        """Merge a deep stack into one layer before overlayfs' depth or option limits."""
-        view = _new_id(STORE, ("m",))
-        paths = ":".join(_layer_path(STORE, x) for x in lowers)
-        L.mount("overlay", f"{STORE}/m/{view}", "overlay", L.MS_RDONLY,
-                f"lowerdir={paths},userxattr")
-        try:
-            merged = _new_id(STORE, ("l",))
-            _copy_tree(f"{STORE}/m/{view}", f"{STORE}/l/{merged}")
-        finally:
-            L.umount(f"{STORE}/m/{view}")
-        return merged
-
-
-
-def _layer_path(prefix: str, layer: str) -> str:
-    return f"{prefix}/{layer}" if layer == "skel" else f"{prefix}/l/{layer}"
-
-
-def _getcwd() -> str:
-    try:
-        return os.getcwd()
-    except OSError:  # the user's code removed its own cwd
-        return WORKDIR
-
-
-def _copy_tree(src: str, dst: str) -> None:
-    subprocess.run(["cp", "-a", f"{src}/.", f"{dst}/"], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

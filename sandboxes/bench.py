@@ -7,7 +7,8 @@ ready for its first call.
 
 The memory a fork costs is measured as PSS (proportional set size: each shared page
 split among the processes sharing it), summed over the parent and `_PSS_FORKS` live
-children that have each run a call, minus the parent's alone before, per child. Pages
+children that have each run a call (and their branch inits), minus the parent's alone
+before, per child. Pages
 still shared copy-on-write cost nothing; what each branch touched is what it costs.
 """
 
@@ -18,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from . import _procs
 from .local import LocalSandbox
 
 _FILL = """
@@ -77,13 +79,17 @@ def measure_fork(open_box: Callable[[], LocalSandbox], n_files: int = 200, inter
 
 
 def _fork_pss_mib(sb: LocalSandbox) -> float:
-    """PSS each live fork adds to the tree (see the module docstring)."""
+    """PSS each live fork adds to the tree (see the module docstring), its branch init
+    (which shares the worker's pages: _nest.py) included."""
     before = _pss_kib(sb.host_pid)
     children = [sb.fork() for _ in range(_PSS_FORKS)]
     try:
         for child in children:
             child.python("turn = 1")
-        after = _pss_kib(sb.host_pid) + sum(_pss_kib(child.host_pid) for child in children)
+        inits = [p.pid for p in _procs.table().values()
+                 if p.ppid == sb.host_pid and _procs.name(p.pid) == _procs.INIT_NAME]
+        after = sum(_pss_kib(pid) for pid in
+                    [sb.host_pid, *inits, *(child.host_pid for child in children)])
     finally:
         for child in children:
             child.close()

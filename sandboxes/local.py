@@ -50,7 +50,8 @@ _HELLO_BYTES = 4096
 _LISTING_BYTES = 16 << 20  # of file names in one listdir reply
 _WAY_OUT = ("where user namespaces are off, open_sandbox('docker', fork_method='commit') "
             "needs none (it forks files, not interpreter memory)")
-_ISOLATION = ["user-ns", "mount-ns", "pid-ns", "ipc-ns", "uts-ns", "rlimits", "no-caps-for-shell",
+_ISOLATION = ["user-ns", "mount-ns", "pid-ns", "pid-ns-per-branch", "store-out-of-reach", "ipc-ns",
+              "uts-ns", "rlimits", "no-caps-for-shell",
               *(["seccomp-for-shell"] if _seccomp.program(platform.machine()) else [])]
 
 
@@ -136,11 +137,15 @@ class LocalSandbox(Sandbox):
             + ("fork = os.fork of the worker + " + (
                 "a new overlayfs upper layer per side (O(1) in workspace size)" if overlay
                 else "cp -a of the root (slower; grows with the workspace)"))
-            + "; python() code runs as root of the tree's user namespace, in the worker "
-              "process, so hostile python() code could reach its own tree's other branches "
-              "or forge that worker's replies (never the host: every reply is bounded and "
-              "checked, and host file operations follow no links); shell commands run "
-              "without capabilities, under seccomp; memory is capped per process "
+            + "; each branch has its own root and pid namespace (nested below its "
+              "parent's, up to the kernel's depth; deeper forks share their parent's) and "
+              "only the tree's layer keeper mounts the layers, so a branch reaches no "
+              "sibling's or parent's files or processes; python() code still runs as root "
+              "of the tree's user namespace in the worker process, so it can forge that "
+              "worker's replies (never the host: every reply is bounded and checked, and "
+              "host file operations follow no links), and a parent's leftover threads or "
+              "background processes can reach its children; shell commands run without "
+              "capabilities, under seccomp; memory is capped per process "
               "(RLIMIT_AS) and " + (
                   f"for the whole tree by {profile.tree_cap}" if profile.tree_cap else
                   "not for the tree as a whole (no cgroup could be made here: that needs "

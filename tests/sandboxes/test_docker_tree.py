@@ -26,6 +26,13 @@ from test_local_basic import (  # noqa: F401
     test_paths_outside_workdir_are_refused,
     test_siblings_are_isolated,
 )
+from test_local_branches import (  # noqa: F401
+    test_a_child_branch_reaches_nothing_of_its_parent,
+    test_closing_a_parent_leaves_its_descendants_running,
+    test_commands_reach_no_other_branch,
+    test_python_in_a_branch_reaches_no_siblings_files_or_processes,
+    test_python_sees_only_its_own_branch,
+)
 from test_local_hostile import (  # noqa: F401
     test_a_python_call_stopped_by_a_limit_takes_its_processes_along,
     test_fork_bomb_is_contained,

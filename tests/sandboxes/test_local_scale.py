@@ -40,12 +40,12 @@ def test_depth_64_fork_chain(sb: LocalSandbox) -> None:
 
 
 def test_200_live_siblings(sb: LocalSandbox) -> None:
-    before = len(worker_processes(os.getpid()))
+    before = len(worker_processes(os.getpid(), inits=False))
     sb.write_file("base.txt", "base")
     sb.python("value = 'base'")
     kids = [sb.fork() for _ in range(200)]
     try:
-        assert len(worker_processes(os.getpid())) == before + 200
+        assert len(worker_processes(os.getpid(), inits=False)) == before + 200
         for i, kid in enumerate(kids):
             kid.python(f"value = {i}")
             kid.write_file("base.txt", str(i))
@@ -57,4 +57,4 @@ def test_200_live_siblings(sb: LocalSandbox) -> None:
     finally:
         for kid in kids:
             kid.close()
-    assert len(worker_processes(os.getpid())) == before
+    assert len(worker_processes(os.getpid(), inits=False)) == before

@@ -1,0 +1,113 @@
+"""Branches of one tree reaching each other: the failure only trees have.
+
+Under RL, a branch that can read a sibling's files can copy its answer, and one that can
+write them or kill its processes can sink its rivals' rewards. Each test plays the
+attacker from python() (which runs as root of the tree's user namespace) or from a
+command, and checks that the victims' files and processes are untouched.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from treegym.sandboxes.local import LocalSandbox
+
+pytestmark = pytest.mark.usefixtures("local_leak_check")
+
+SECRET = "B's secret"
+# Everything python() code could use to reach another branch: other processes' roots and
+# working dirs, the layer store's mount point, its own init's root; it reads and appends
+# to every file found there, then SIGKILLs every process it can see but itself and init.
+ATTACK = r"""
+import glob, os, signal
+found, killed = [], []
+others = [p for p in os.listdir('/proc') if p.isdigit() and int(p) != os.getpid()]
+paths = glob.glob('/.tg/**', recursive=True)
+for pid in others:
+    paths += glob.glob(f'/proc/{pid}/root/**', recursive=True)
+    paths += glob.glob(f'/proc/{pid}/cwd/**', recursive=True)
+for path in paths:
+    try:
+        if os.path.isfile(path):
+            found.append(open(path).read())
+            with open(path, 'a') as f:
+                f.write('tampered')
+    except OSError:
+        pass
+for name in os.listdir('/proc'):
+    if name.isdigit() and int(name) not in (1, os.getpid()):
+        try:
+            os.kill(int(name), signal.SIGKILL)
+            killed.append(name)
+        except OSError:
+            pass
+print(found, killed)
+"""
+SHELL_ATTACK = ("cat /proc/*/root/workspace/* /proc/*/cwd/* 2>/dev/null; "
+                "find /.tg /proc/1/root -type f 2>/dev/null; kill -9 -1; echo done")
+
+
+def test_python_in_a_branch_reaches_no_siblings_files_or_processes(sb: LocalSandbox) -> None:
+    sb.write_file("base.txt", "base")
+    a, b = sb.fork(), sb.fork()
+    try:
+        b.write_file("secret.txt", SECRET)
+        b.python("alive = True")
+        r = a.python(ATTACK)
+        assert r.ok, r.stderr
+        assert SECRET not in r.stdout and r.stdout == "[] []\n"
+        assert b.read_file("secret.txt") == SECRET.encode()
+        assert b.read_file("base.txt") == sb.read_file("base.txt") == b"base"
+        assert b.python("alive").stdout == "True\n" and sb.run("echo ok").stdout == "ok\n"
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_child_branch_reaches_nothing_of_its_parent(sb: LocalSandbox) -> None:
+    child = sb.fork()
+    try:
+        sb.write_file("later.txt", "written after the fork")
+        r = child.python(ATTACK)
+        assert r.stdout == "[] []\n", r.stdout
+        assert sb.read_file("later.txt") == b"written after the fork"
+        assert sb.python("1 + 1").stdout == "2\n"
+    finally:
+        child.close()
+
+
+def test_commands_reach_no_other_branch(sb: LocalSandbox) -> None:
+    a, b = sb.fork(), sb.fork()
+    try:
+        b.write_file("secret.txt", SECRET)
+        r = a.run(SHELL_ATTACK)
+        assert SECRET not in r.stdout and r.stdout.endswith("done\n")
+        assert b.run("cat secret.txt").stdout == SECRET
+        assert sb.run("echo ok").stdout == "ok\n"
+    finally:
+        a.close()
+        b.close()
+
+
+def test_python_sees_only_its_own_branch(sb: LocalSandbox) -> None:
+    """No layer store at its mount point, an empty root behind its init, two processes."""
+    r = sb.python("import os\nprint(os.listdir('/.tg'), os.listdir('/proc/1/root'), "
+                  "sorted(p for p in os.listdir('/proc') if p.isdigit()), os.getpid())")
+    assert r.stdout == "[] [] ['1', '2'] 2\n"
+
+
+def test_closing_a_parent_leaves_its_descendants_running(sb: LocalSandbox) -> None:
+    """A branch's pid namespace nests in its parent's; its init, not the parent's worker,
+    is what holds it, so the parent can go first."""
+    parent = sb.fork()
+    parent.python("value = 42")
+    child = parent.fork()
+    grandchild = child.fork()
+    parent.close()
+    child.close()
+    try:
+        assert grandchild.python("value").stdout == "42\n"
+        with grandchild.fork() as great:
+            assert great.python("value * 2").stdout == "84\n"
+    finally:
+        grandchild.close()
