@@ -89,7 +89,8 @@ def send(sock: socket.socket, header: dict[str, Any], blob: bytes = b"",
         anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())]
         sent = sock.sendmsg([first], anc)
         first = first[sent:]
-    sock.sendall(first)
+    if first:  # an empty send to a peer that has read it all and closed fails with EPIPE
+        sock.sendall(first)
     if blob:
         sock.sendall(blob)
 

@@ -13,7 +13,9 @@ the smaller it stays, the faster every branch. Process tree of one sandbox tree:
 Each sandbox worker is a persistent Python interpreter plus a request loop. python()
 code runs in the worker, as root of the tree's user namespace, but it sees only its own
 branch: its own root (the keeper's layers out of reach), its own pid namespace and
-/proc, so no sibling's or parent's process or files. Shell commands run in a pid
+/proc, so no sibling's or parent's process or files, and at a fork nothing it left
+open (files, pipes, shared memory) stays shared with another branch (_inherit.py).
+Shell commands run in a pid
 namespace of their own (killing its pid 1 kills the command's whole process tree) with
 rlimits, without capabilities, under a seccomp filter (_seccomp.py).
 """
@@ -37,6 +39,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _commands  # noqa: E402
 import _files  # noqa: E402
+import _inherit  # noqa: E402
 import _keeper  # noqa: E402
 import _linux as L  # noqa: E402
 import _nest  # noqa: E402
@@ -246,7 +249,9 @@ class Worker:
         child_root, child_keeper = roots.fds[-2:]
         try:
             if roots.header["reroot"]:
+                held = _inherit.held_on_root(set())
                 _keeper.enter(roots.fds[0])
+                _inherit.reopen(held)
             pid, depth = _nest.fork_branch(self.depth, self.pidns)
         except BaseException:
             for fd in (child_root, child_keeper):
@@ -267,10 +272,14 @@ class Worker:
         try:
             os.setpgid(0, 0)
             L.prctl(L.PR_SET_CHILD_SUBREAPER, 1)  # not inherited across fork
+            held = _inherit.held_on_root(set())
             L.unshare(L.CLONE_NEWNS)
             _keeper.enter(child_root)
+            _inherit.reopen(held)
             self.pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
             self._new_capture()
+            _inherit.disconnect({1, 2, self.chan.fileno(), self.keeper.fileno(), self.pidns})
+            _inherit.privatize_shared_memory()
             _reseed()
         except BaseException as e:  # noqa: B036 - report, then leave
             _wire.send(self.chan, {"error": f"fork setup failed: {e}"})

@@ -28,8 +28,10 @@ from test_local_basic import (  # noqa: F401
 )
 from test_local_branches import (  # noqa: F401
     test_a_child_branch_reaches_nothing_of_its_parent,
+    test_a_file_held_open_across_a_fork_is_each_branchs_own,
     test_closing_a_parent_leaves_its_descendants_running,
     test_commands_reach_no_other_branch,
+    test_pipes_sockets_memfds_shared_memory_and_proc_join_no_branches,
     test_python_in_a_branch_reaches_no_siblings_files_or_processes,
     test_python_sees_only_its_own_branch,
 )

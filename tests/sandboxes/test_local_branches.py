@@ -111,3 +111,77 @@ def test_closing_a_parent_leaves_its_descendants_running(sb: LocalSandbox) -> No
             assert great.python("value * 2").stdout == "84\n"
     finally:
         grandchild.close()
+
+
+def test_a_file_held_open_across_a_fork_is_each_branchs_own(sb: LocalSandbox) -> None:
+    """A file the parent keeps open is opened again in each branch's own root at the fork:
+    a write through it reaches only the writer's world, never the layer the fork froze,
+    which the parent and every sibling read as theirs. Offsets and modes carry over."""
+    sb.write_file("log.txt", "start\n")
+    sb.python("log = open('log.txt', 'a')\nseen = open('log.txt')\nseen.read(3)\n"
+              "import tempfile\nscratch = tempfile.TemporaryFile()\n"
+              "scratch.write(b'parent scratch'); scratch.flush()")
+    a, b = sb.fork(), sb.fork()
+    try:
+        assert a.python("log.write('from A\\n'); log.flush()\n"
+                        "scratch.seek(0); scratch.write(b'A'); scratch.flush()").ok
+        assert a.read_file("log.txt") == b"start\nfrom A\n"
+        assert b.read_file("log.txt") == sb.read_file("log.txt") == b"start\n"
+        assert b.python("seen.read()").stdout == "'rt\\n'\n"
+        assert b.python("scratch.seek(0); scratch.read()").stdout == "b'parent scratch'\n"
+        assert sb.python("log.write('parent\\n'); log.flush()").ok
+        assert sb.read_file("log.txt") == b"start\nparent\n"
+        assert a.read_file("log.txt") == b"start\nfrom A\n"
+        assert sb.python("scratch.seek(0); scratch.read()").stdout == "b'parent scratch'\n"
+    finally:
+        a.close()
+        b.close()
+
+
+# Every channel a parent's code could leave open for its children: a pipe, a socket pair,
+# a memfd, shared memory, and a /proc directory (the parent's own processes and root).
+CHANNELS = r"""
+import mmap, os, socket
+r, w = os.pipe()
+left, right = socket.socketpair()
+memfd = os.memfd_create('note')
+os.write(memfd, b'parent note')
+shared = mmap.mmap(-1, 4096)
+shared[:6] = b'parent'
+proc = os.open('/proc', os.O_RDONLY | os.O_DIRECTORY)
+"""
+SEND = r"""
+os.write(w, b'A was here')
+os.write(left.fileno(), b'A was here')
+os.pwrite(memfd, b'A note     ', 0)
+shared[:6] = b'A wrot'
+"""
+RECEIVE = r"""
+import select
+def ready(fd):
+    return bool(select.select([fd], [], [], 0.2)[0])
+try:
+    pids = [p for p in os.listdir(proc) if p.isdigit()]
+except OSError as e:
+    pids = type(e).__name__
+print(ready(r), ready(right), os.pread(memfd, 11, 0), shared[:6], pids)
+"""
+
+
+def test_pipes_sockets_memfds_shared_memory_and_proc_join_no_branches(sb: LocalSandbox) -> None:
+    sb.python(CHANNELS)
+    a, b = sb.fork(), sb.fork()
+    try:
+        r = a.python(SEND)
+        assert r.ok, r.stderr
+        assert a.python("print(os.pread(memfd, 11, 0), shared[:6])").stdout == \
+            "b'A note     ' b'A wrot'\n"
+        # /dev/null now: ready to read (EOF), never carrying A's bytes, and no directory
+        r = b.python(RECEIVE)
+        assert r.stdout == "True True b'parent note' b'parent' NotADirectoryError\n", r
+        assert b.python("os.read(r, 64), os.read(right.fileno(), 64)").stdout == "(b'', b'')\n"
+        r = sb.python(RECEIVE)
+        assert r.stdout.startswith("False False b'parent note' b'parent' ['1', '2'"), r.stdout
+    finally:
+        a.close()
+        b.close()
