@@ -23,10 +23,14 @@ file. Stdlib only.
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
+import mmap
 import os
 import stat
 from typing import NamedTuple
+
+import _linux as L
 
 _COPY_CHUNK = 1 << 20
 
@@ -41,10 +45,14 @@ class Held(NamedTuple):
 
 
 def held_on_root(keep: set[int]) -> list[Held]:
-    """Before leaving the root: the fds open on it, by the path each has there now."""
+    """Before leaving the root: the fds open on it (but the worker's own, `keep`), by
+    the path each has there now."""
+    fds = _open_fds(keep)
+    if not fds:  # the common case, and a fork's critical path
+        return []
     root = _root_mount()
     held = []
-    for fd in _open_fds(keep):
+    for fd in fds:
         try:
             if _mount_of(fd) == root:
                 held.append(Held(fd, os.readlink(f"/proc/self/fd/{fd}"), _reopen_flags(fd),
@@ -85,14 +93,25 @@ def _root_mount() -> int:
 
 
 def _open_fds(keep: set[int]) -> list[int]:
-    return [fd for fd in map(int, os.listdir("/proc/self/fd")) if fd not in keep]
+    """Open fds but `keep`, and but the one the listing itself used."""
+    fds = [fd for fd in map(int, os.listdir("/proc/self/fd")) if fd not in keep]
+    return [fd for fd in fds if _is_open(fd)]
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
 
 
 def disconnect(keep: set[int]) -> None:
     """In a new branch, after `reopen`: nothing else left open may be shared with
     another branch."""
-    root = _root_mount()
-    for fd in _open_fds(keep):
+    fds = _open_fds(keep)
+    root = _root_mount() if fds else -1
+    for fd in fds:
         try:
             st = os.fstat(fd)
             if _mount_of(fd) == root:  # reopened here by `reopen`
@@ -160,41 +179,36 @@ def _move(new: int, fd: int) -> None:
     os.close(new)
 
 
-def privatize_shared_memory() -> None:
-    """In a new branch: each MAP_SHARED region becomes private memory with the same
-    contents, at the same address and protection. Only then is ctypes loaded (it is big,
-    and a fork copies whatever the worker holds)."""
+class Region(NamedTuple):
+    start: int
+    length: int
+    perms: str  # as /proc/self/maps gives them: "rw-s"
+
+
+def shared_memory() -> list[Region]:
+    """This process's MAP_SHARED regions. Read by the parent just before a fork (the child
+    inherits the list): a child just forked would pay a copy-on-write fault for each page
+    that reading and parsing them touches."""
+    with open("/proc/self/maps", "rb") as f:
+        lines = f.read().splitlines()
     regions = []
-    with open("/proc/self/maps") as f:
-        for line in f:
-            span, perms = line.split()[:2]
-            if perms[3] == "s":
-                start, end = (int(x, 16) for x in span.split("-"))
-                regions.append((start, end - start, perms))
-    if not regions:
-        return
-    import ctypes
-    import mmap
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mmap.restype = libc.mremap.restype = ctypes.c_void_p
-    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
-                          ctypes.c_int, ctypes.c_long]
-    libc.mremap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int,
-                            ctypes.c_void_p]
-    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    rw = mmap.PROT_READ | mmap.PROT_WRITE
-    for start, length, perms in regions:
-        prot = (mmap.PROT_READ * (perms[0] == "r") | mmap.PROT_WRITE * (perms[1] == "w")
-                | mmap.PROT_EXEC * (perms[2] == "x"))
-        copy = libc.mmap(None, length, rw, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
-        if copy in (None, ctypes.c_void_p(-1).value):
-            raise OSError(ctypes.get_errno(), "cannot copy shared memory")
-        if perms[0] == "r":
-            ctypes.memmove(copy, start, length)
-        moved = libc.mremap(copy, length, length, _MREMAP_MAYMOVE | _MREMAP_FIXED, start)
-        if moved != start or libc.mprotect(start, length, prot) != 0:
-            raise OSError(ctypes.get_errno(), "cannot replace shared memory")
+    for line in lines:
+        span, perms = line.split(b" ", 2)[:2]
+        if perms[3:4] == b"s":
+            start, end = (int(x, 16) for x in span.split(b"-"))
+            regions.append(Region(start, end - start, perms.decode()))
+    return regions
 
 
-_MREMAP_MAYMOVE, _MREMAP_FIXED = 1, 2
+def privatize(regions: list[Region]) -> None:
+    """In a new branch: each of `regions` becomes private memory with the same contents,
+    at the same address and protection."""
+    for r in regions:
+        prot = (mmap.PROT_READ * (r.perms[0] == "r") | mmap.PROT_WRITE * (r.perms[1] == "w")
+                | mmap.PROT_EXEC * (r.perms[2] == "x"))
+        copy = L.mmap_anonymous(r.length)
+        if r.perms[0] == "r":
+            ctypes.memmove(copy, r.start, r.length)
+        L.mremap_onto(copy, r.length, r.start)
+        L.mprotect(r.start, r.length, prot)
+

@@ -7,6 +7,7 @@ worker needs all of them and must stay stdlib-only, so they are bound here by ha
 from __future__ import annotations
 
 import ctypes
+import mmap
 import os
 import platform
 
@@ -57,6 +58,14 @@ _libc.unshare.argtypes = [ctypes.c_int]
 _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.prctl.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4
 _libc.syscall.restype = ctypes.c_long
+_libc.mmap.restype = _libc.mremap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                       ctypes.c_int, ctypes.c_long]
+_libc.mremap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int,
+                         ctypes.c_void_p]
+_libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+_MAP_FAILED = ctypes.c_void_p(-1).value
+_MREMAP_MAYMOVE, _MREMAP_FIXED = 1, 2
 
 
 def _check(ret: int, what: str) -> None:
@@ -135,3 +144,22 @@ def set_name(name: str) -> None:
     """This thread's name as /proc/<pid>/comm and ps show it (prctl PR_SET_NAME)."""
     buf = ctypes.create_string_buffer(name.encode()[:15])
     _check(_libc.prctl(PR_SET_NAME, ctypes.addressof(buf), 0, 0, 0), "prctl")
+
+
+def mmap_anonymous(length: int) -> int:
+    """The address of `length` bytes of fresh private read-write memory."""
+    addr = _libc.mmap(None, length, mmap.PROT_READ | mmap.PROT_WRITE,
+                      mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+    if addr in (None, _MAP_FAILED):
+        _check(-1, "mmap")
+    return int(addr)
+
+
+def mremap_onto(addr: int, length: int, target: int) -> None:
+    """Move the mapping at `addr` to `target`, replacing whatever was mapped there."""
+    if _libc.mremap(addr, length, length, _MREMAP_MAYMOVE | _MREMAP_FIXED, target) != target:
+        _check(-1, "mremap")
+
+
+def mprotect(addr: int, length: int, prot: int) -> None:
+    _check(_libc.mprotect(addr, length, prot), "mprotect")

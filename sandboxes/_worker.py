@@ -230,6 +230,10 @@ class Worker:
         _procs.kill_until_gone(lambda: _procs.descendants(os.getpid(), children_before),
                                reap=True)
 
+    def _own_fds(self, *more: int) -> set[int]:
+        """The worker's descriptors, which no agent code opened."""
+        return {0, 1, 2, self.chan.fileno(), self.keeper.fileno(), self.pidns, *more}
+
     # -- shell commands -------------------------------------------------------------
     def op_run(self, msg: _wire.Message) -> tuple[dict[str, Any], bytes]:
         return _commands.run(msg.header["cmd"], float(msg.header["timeout"]), self.limits,
@@ -249,9 +253,10 @@ class Worker:
         child_root, child_keeper = roots.fds[-2:]
         try:
             if roots.header["reroot"]:
-                held = _inherit.held_on_root(set())
+                held = _inherit.held_on_root(self._own_fds(*msg.fds, *roots.fds))
                 _keeper.enter(roots.fds[0])
                 _inherit.reopen(held)
+            shared = _inherit.shared_memory()
             pid, depth = _nest.fork_branch(self.depth, self.pidns)
         except BaseException:
             for fd in (child_root, child_keeper):
@@ -272,14 +277,14 @@ class Worker:
         try:
             os.setpgid(0, 0)
             L.prctl(L.PR_SET_CHILD_SUBREAPER, 1)  # not inherited across fork
-            held = _inherit.held_on_root(set())
+            held = _inherit.held_on_root(self._own_fds(child_root))
             L.unshare(L.CLONE_NEWNS)
             _keeper.enter(child_root)
             _inherit.reopen(held)
             self.pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
             self._new_capture()
-            _inherit.disconnect({1, 2, self.chan.fileno(), self.keeper.fileno(), self.pidns})
-            _inherit.privatize_shared_memory()
+            _inherit.disconnect(self._own_fds())
+            _inherit.privatize(shared)
             _reseed()
         except BaseException as e:  # noqa: B036 - report, then leave
             _wire.send(self.chan, {"error": f"fork setup failed: {e}"})
