@@ -230,6 +230,14 @@ class Worker:
         _procs.kill_until_gone(lambda: _procs.descendants(os.getpid(), children_before),
                                reap=True)
 
+    def _branch_namespaces(self) -> int:
+        """What a new branch takes apart from its parent beyond its root and pid
+        namespace: its hostname, its SysV IPC and POSIX queues, and (unless the tree
+        has the host's network) its network namespace, where abstract unix sockets
+        live. Each would otherwise be a channel between branches."""
+        network = 0 if self.limits["network"] else L.CLONE_NEWNET
+        return L.CLONE_NEWNS | L.CLONE_NEWUTS | L.CLONE_NEWIPC | network
+
     def _own_fds(self, *more: int) -> set[int]:
         """The worker's descriptors, which no agent code opened."""
         return {0, 1, 2, self.chan.fileno(), self.keeper.fileno(), self.pidns, *more}
@@ -278,7 +286,7 @@ class Worker:
             os.setpgid(0, 0)
             L.prctl(L.PR_SET_CHILD_SUBREAPER, 1)  # not inherited across fork
             held = _inherit.held_on_root(self._own_fds(child_root))
-            L.unshare(L.CLONE_NEWNS)
+            L.unshare(self._branch_namespaces())
             _keeper.enter(child_root)
             _inherit.reopen(held)
             self.pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)

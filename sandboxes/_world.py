@@ -80,6 +80,11 @@ def build_store(mountpoint: str, disk_mb: int, network: bool) -> list[str]:
     for i, name in enumerate(("stdin", "stdout", "stderr")):
         os.symlink(f"/proc/self/fd/{i}", f"{s}/dev/{name}")
     os.symlink("/proc/self/fd", f"{s}/dev/fd")
+    # Read-only: every branch's root binds this one /dev, so a file made in it would be a
+    # channel between branches. Its nodes are mounts of their own and stay writable.
+    L.mount(f"{s}/dev", f"{s}/dev", None, L.MS_BIND | L.MS_REC)
+    L.mount(None, f"{s}/dev", None,
+            L.MS_REMOUNT | L.MS_BIND | L.MS_RDONLY | L.MS_NOSUID | L.MS_NODEV)
     L.mount("proc", f"{s}/proc", "proc", L.MS_NOSUID | L.MS_NODEV | L.MS_NOEXEC)
     _fill_skeleton(f"{s}/skel")
     if network:

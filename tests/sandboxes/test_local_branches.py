@@ -185,3 +185,47 @@ def test_pipes_sockets_memfds_shared_memory_and_proc_join_no_branches(sb: LocalS
     finally:
         a.close()
         b.close()
+
+
+# What a tree's branches would otherwise share in the kernel: a hostname, SysV IPC keys,
+# abstract unix socket names (which live in the network namespace) and the one /dev.
+PLANT = r"""
+import ctypes, socket
+socket.sethostname('planted')
+libc = ctypes.CDLL(None, use_errno=True)
+print(libc.shmget(4242, 4096, 0o1666) >= 0)
+listener = socket.socket(socket.AF_UNIX)
+listener.bind('\0treegym-rendezvous')
+listener.listen()
+try:
+    open('/dev/planted', 'w')
+except OSError as e:
+    print(type(e).__name__)
+"""
+LOOK = r"""
+import ctypes, os, socket
+libc = ctypes.CDLL(None, use_errno=True)
+probe = socket.socket(socket.AF_UNIX)
+try:
+    probe.connect('\0treegym-rendezvous')
+    reached = True
+except OSError:
+    reached = False
+print(socket.gethostname(), libc.shmget(4242, 0, 0), reached, os.path.exists('/dev/planted'))
+"""
+
+
+def test_branches_share_no_hostname_ipc_abstract_socket_or_dev(sb: LocalSandbox) -> None:
+    a, b = sb.fork(), sb.fork()
+    try:
+        r = a.python(PLANT)
+        assert r.stdout == "True\nOSError\n", r
+        assert a.run("echo x > /dev/by-command").exit_code != 0
+        for other in (b, sb):
+            r = other.python(LOOK)
+            assert r.stdout == "sandbox -1 False False\n", r
+        assert b.run("ls /dev/by-command").exit_code != 0
+        assert a.python("print(socket.gethostname())").stdout == "planted\n"
+    finally:
+        a.close()
+        b.close()
