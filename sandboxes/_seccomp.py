@@ -15,6 +15,11 @@ every capability, inside it), and each is attack surface or a way around the lim
 which makes libc fall back to clone, whose flags a classic filter can read; clone with
 a namespace flag fails with EPERM. Only x86_64 and aarch64 carry a table; elsewhere
 `install` returns False and the sandbox's capabilities leave "seccomp" out.
+
+`WORKER_DENIED` filters the sandbox worker itself, where python() code runs: the worker
+mounts, unshares and joins namespaces to fork, so it keeps those (and host names, now a
+branch's own), and loses the rest. The keys matter most there: every branch of a tree is
+one uid in one user namespace, so they share one user keyring, a channel between them.
 """
 
 from __future__ import annotations
@@ -33,6 +38,10 @@ DENIED = (
     "clock_adjtime", "adjtimex", "sethostname", "setdomainname", "acct", "quotactl",
     "open_by_handle_at", "name_to_handle_at", "fanotify_init", "syslog", "vhangup",
 )
+_FORKING = ("mount", "umount2", "pivot_root", "open_tree", "move_mount", "fsopen",
+            "fsconfig", "fsmount", "fspick", "mount_setattr", "unshare", "setns",
+            "sethostname", "setdomainname")
+WORKER_DENIED = tuple(name for name in DENIED if name not in _FORKING)
 # CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET
 _NEW_NAMESPACES = 0x7E020000
 
@@ -73,13 +82,14 @@ class _Program(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
-def program(machine: str) -> bytes | None:
-    """The filter as packed `struct sock_filter`s, or None for an architecture without a table."""
+def program(machine: str, denied_names: tuple[str, ...] = DENIED) -> bytes | None:
+    """The filter as packed `struct sock_filter`s, or None for an architecture without a
+    table. New namespaces through clone are refused only along with `unshare`."""
     if machine not in _ARCHES:
         return None
     arch, table = _ARCHES[machine]
     numbers = table | _COMMON
-    denied = [numbers[name] for name in DENIED]
+    denied = [numbers[name] for name in denied_names]
     code: list[tuple[int, int, int, int]] = [(_LD_ABS, 0, 0, 4)]  # seccomp_data.arch
     code.append((_JEQ, 1, 0, arch))
     code.append((_RET, 0, 0, _KILL))  # a syscall made through another ABI's table
@@ -90,20 +100,22 @@ def program(machine: str) -> bytes | None:
     for nr in denied:
         code.append((_JEQ, 0, 1, nr))
         code.append((_RET, 0, 0, _ERRNO | errno.EPERM))
-    code.append((_JEQ, 0, 1, numbers["clone3"]))
-    code.append((_RET, 0, 0, _ERRNO | errno.ENOSYS))
-    code.append((_JEQ, 0, 3, numbers["clone"]))
-    code.append((_LD_ABS, 0, 0, 16))  # the low 32 bits of args[0]: clone's flags
-    code.append((_JSET, 0, 1, _NEW_NAMESPACES))
-    code.append((_RET, 0, 0, _ERRNO | errno.EPERM))
+    if "unshare" in denied_names:
+        code.append((_JEQ, 0, 1, numbers["clone3"]))
+        code.append((_RET, 0, 0, _ERRNO | errno.ENOSYS))
+        code.append((_JEQ, 0, 3, numbers["clone"]))
+        code.append((_LD_ABS, 0, 0, 16))  # the low 32 bits of args[0]: clone's flags
+        code.append((_JSET, 0, 1, _NEW_NAMESPACES))
+        code.append((_RET, 0, 0, _ERRNO | errno.EPERM))
     code.append((_RET, 0, 0, _ALLOW))
     return b"".join(struct.pack("=HBBI", *ins) for ins in code)
 
 
-def install() -> bool:
-    """Filter this process and everything it starts from now on; needs no_new_privs set.
-    False where this architecture has no table (nothing is installed)."""
-    code = program(platform.machine())
+def install(denied_names: tuple[str, ...] = DENIED) -> bool:
+    """Filter this process and everything it starts from now on; needs no_new_privs set
+    (or CAP_SYS_ADMIN, as the worker has in its user namespace). False where this
+    architecture has no table (nothing is installed)."""
+    code = program(platform.machine(), denied_names)
     if code is None:
         return False
     buf = ctypes.create_string_buffer(code, len(code))

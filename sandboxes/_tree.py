@@ -4,7 +4,8 @@ Stdlib only, imported by the worker script. The bootstrap enters the tree's name
 (as a host uid of the tree's own when it runs as root) and stays in the host's pid
 namespace to take the tree down when the host goes; the tree's init builds the layer
 store and reaps; the layer keeper alone keeps the store; the first worker, in a pid
-namespace of its own branch, takes the hard per-process limits every branch inherits.
+namespace of its own branch, takes the hard per-process limits and the seccomp filter
+(_seccomp.WORKER_DENIED) that every branch inherits.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import _keeper
 import _linux as L
 import _nest
+import _seccomp
 import _wire
 import _world
 
@@ -151,6 +153,7 @@ def start(cfg: dict[str, Any], chan: socket.socket) -> tuple[socket.socket, int,
         root = _wire.ask(keeper, {"op": "root"})
         _keeper.enter(root.fds[0], _world.WORKDIR)
         set_limits(cfg["limits"])
+        _seccomp.install(_seccomp.WORKER_DENIED)
     except BaseException as e:  # noqa: B036 - the host must hear why
         _wire.send(chan, {"error": f"{step}: {e}"})
         os._exit(1)

@@ -51,8 +51,10 @@ _LISTING_BYTES = 16 << 20  # of file names in one listdir reply
 _WAY_OUT = ("where user namespaces are off, open_sandbox('docker', fork_method='commit') "
             "needs none (it forks files, not interpreter memory)")
 _ISOLATION = ["user-ns", "mount-ns", "pid-ns", "pid-ns-per-branch", "store-out-of-reach", "ipc-ns",
-              "uts-ns", "rlimits", "no-caps-for-shell",
-              *(["seccomp-for-shell"] if _seccomp.program(platform.machine()) else [])]
+              "uts-ns", "ipc-uts-net-ns-per-branch", "no-shared-fds-across-forks", "rlimits",
+              "no-caps-for-shell",
+              *(["seccomp-for-shell", "seccomp-for-python"]
+                if _seccomp.program(platform.machine()) else [])]
 
 
 class LocalSandbox(Sandbox):

@@ -30,6 +30,7 @@ from test_local_branches import (  # noqa: F401
     test_a_child_branch_reaches_nothing_of_its_parent,
     test_a_file_held_open_across_a_fork_is_each_branchs_own,
     test_branches_share_no_hostname_ipc_abstract_socket_or_dev,
+    test_branches_share_no_keyring,
     test_closing_a_parent_leaves_its_descendants_running,
     test_commands_reach_no_other_branch,
     test_pipes_sockets_memfds_shared_memory_and_proc_join_no_branches,

@@ -8,6 +8,8 @@ command, and checks that the victims' files and processes are untouched.
 
 from __future__ import annotations
 
+import platform
+
 import pytest
 
 from treegym.sandboxes.local import LocalSandbox
@@ -226,6 +228,32 @@ def test_branches_share_no_hostname_ipc_abstract_socket_or_dev(sb: LocalSandbox)
             assert r.stdout == "sandbox -1 False False\n", r
         assert b.run("ls /dev/by-command").exit_code != 0
         assert a.python("print(socket.gethostname())").stdout == "planted\n"
+    finally:
+        a.close()
+        b.close()
+
+
+KEYS = r"""
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+"""
+ADD_KEY, KEYCTL, KEYCTL_SEARCH, USER_KEYRING = 248, 250, 10, -4
+
+
+def test_branches_share_no_keyring(sb: LocalSandbox) -> None:
+    """Every branch of a tree is one uid of one user namespace, so all would share one
+    user keyring: python() is denied the key calls, as commands are."""
+    if platform.machine() != "x86_64":
+        pytest.skip("the syscall numbers below are x86_64's")
+    a, b = sb.fork(), sb.fork()
+    try:
+        r = a.python(KEYS + f"print(libc.syscall({ADD_KEY}, b'user', b'planted', b'secret', "
+                     f"6, {USER_KEYRING}), ctypes.get_errno())")
+        assert r.stdout == "-1 1\n", r  # EPERM
+        r = b.python(KEYS + f"print(libc.syscall({KEYCTL}, {KEYCTL_SEARCH}, {USER_KEYRING}, "
+                     "b'user', b'planted', 0), ctypes.get_errno())")
+        assert r.stdout == "-1 1\n", r
     finally:
         a.close()
         b.close()
