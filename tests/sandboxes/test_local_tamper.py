@@ -158,6 +158,21 @@ def test_an_oom_kill_by_the_tree_cgroup_is_named_on_the_branch() -> None:
             sb.python("hog = b'x' * (600 << 20)")
 
 
+def test_a_tmpfs_python_mounts_is_bounded_by_the_tree_cgroup() -> None:
+    """python() runs in the worker, which mounts to fork, so it can mount a tmpfs past
+    `disk_mb`; its pages are charged to the tree's memory cgroup, which stops the fill."""
+    with LocalSandbox(tree_memory_mb=300, memory_mb=2048, disk_mb=64) as sb:
+        if "memory-cgroup" not in sb.capabilities.isolation:
+            pytest.skip(f"no cgroup for the tree here: {sb.capabilities.notes}")
+        with pytest.raises(SandboxDead, match="memory cgroup"):
+            sb.python("import ctypes, os\nos.makedirs('/tmp/big', exist_ok=True)\n"
+                      "libc = ctypes.CDLL(None, use_errno=True)\n"
+                      "assert libc.mount(b'big', b'/tmp/big', b'tmpfs', 0, b'size=2g') == 0\n"
+                      "for i in range(150):\n"  # files under max_file_mb, 1.2 GB in all
+                      "    with open(f'/tmp/big/{i}', 'wb') as f:\n"
+                      "        f.write(b'x' * (8 << 20))", timeout=60)
+
+
 def test_the_tree_cpu_cgroup_caps_a_spinning_command() -> None:
     with LocalSandbox(tree_cpus=0.25) as sb:
         if "cpu-cgroup" not in sb.capabilities.isolation:
