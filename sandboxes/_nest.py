@@ -35,16 +35,17 @@ def level() -> int:
     return len(line.split()) - 2
 
 
-def fork_branch(depth: int, own_ns: int) -> tuple[int, int]:
-    """os.fork() for a new branch: (pid, the child's depth). The child is pid 2 of a new
-    pid namespace below ours when the kernel allows one more, else it shares ours. In the
-    parent, later forks (commands) go back to `own_ns`."""
+def fork_branch(depth: int, own_ns: int) -> tuple[int, int, int]:
+    """os.fork() for a new branch: (pid, the child's depth, and in the child an fd to pass
+    to `await_init` before any agent code runs). The child is pid 2 of a new pid namespace
+    below ours when the kernel allows one more, else it shares ours. In the parent, later
+    forks (commands) go back to `own_ns`."""
     if depth + 1 > MAX_LEVEL:
-        return os.fork(), depth
+        return os.fork(), depth, -1
     try:
         L.unshare(L.CLONE_NEWPID)
     except OSError:  # ENOSPC: the tree's count of pid namespaces is used up
-        return os.fork(), depth
+        return os.fork(), depth, -1
     pid = -1
     try:
         ready_r, ready_w = os.pipe()
@@ -56,11 +57,21 @@ def fork_branch(depth: int, own_ns: int) -> tuple[int, int]:
     finally:
         if pid != 0:
             L.setns(own_ns, L.CLONE_NEWPID)
-    if pid == 0:  # the child: its init must be out of our root before any agent code runs
-        if os.read(ready_r, 1) != b"g":
-            os._exit(1)
-    os.close(ready_r)
-    return pid, depth + 1
+    if pid:
+        os.close(ready_r)
+        return pid, depth + 1, -1
+    return 0, depth + 1, ready_r
+
+
+def await_init(ready: int) -> None:
+    """In a new branch, before any agent code: wait until its init has left our root
+    (which could be read through /proc/1/root). Waiting last lets the init's set-up
+    overlap the branch's own."""
+    if ready < 0:
+        return
+    if os.read(ready, 1) != b"g":
+        raise OSError("the branch's init did not start")
+    os.close(ready)
 
 
 def _be_init(ready: int) -> None:

@@ -141,7 +141,7 @@ def start(cfg: dict[str, Any], chan: socket.socket) -> tuple[socket.socket, int,
             os._exit(0)
         keeper_end.close()
         tree_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-        pid, depth = _nest.fork_branch(depth, tree_ns)
+        pid, depth, init_ready = _nest.fork_branch(depth, tree_ns)
         if pid:
             chan.close()
             reap_forever()
@@ -154,6 +154,7 @@ def start(cfg: dict[str, Any], chan: socket.socket) -> tuple[socket.socket, int,
         _keeper.enter(root.fds[0], _world.WORKDIR)
         set_limits(cfg["limits"])
         _seccomp.install(_seccomp.WORKER_DENIED)
+        _nest.await_init(init_ready)
     except BaseException as e:  # noqa: B036 - the host must hear why
         _wire.send(chan, {"error": f"{step}: {e}"})
         os._exit(1)

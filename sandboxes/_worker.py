@@ -255,7 +255,8 @@ class Worker:
     # -- forking --------------------------------------------------------------------
     def op_fork(self, msg: _wire.Message) -> tuple[dict[str, Any], bytes] | None:
         """The keeper freezes this branch and makes both roots; the child is forked into a
-        pid namespace of its own (_nest.py) and enters its root."""
+        pid namespace of its own (_nest.py), enters its root and leaves behind what would
+        join it to another branch (_inherit.py)."""
         (chan_fd,) = msg.fds
         roots = _wire.ask(self.keeper, {"op": "fork"})
         child_root, child_keeper = roots.fds[-2:]
@@ -265,7 +266,7 @@ class Worker:
                 _keeper.enter(roots.fds[0])
                 _inherit.reopen(held)
             shared = _inherit.shared_memory()
-            pid, depth = _nest.fork_branch(self.depth, self.pidns)
+            pid, depth, init_ready = _nest.fork_branch(self.depth, self.pidns)
         except BaseException:
             for fd in (child_root, child_keeper):
                 _close(fd)
@@ -291,9 +292,10 @@ class Worker:
             _inherit.reopen(held)
             self.pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
             self._new_capture()
-            _inherit.disconnect(self._own_fds())
+            _inherit.disconnect(self._own_fds(init_ready))
             _inherit.privatize(shared)
             _reseed()
+            _nest.await_init(init_ready)
         except BaseException as e:  # noqa: B036 - report, then leave
             _wire.send(self.chan, {"error": f"fork setup failed: {e}"})
             os._exit(1)
