@@ -22,8 +22,6 @@ rlimits, without capabilities, under a seccomp filter (_seccomp.py).
 
 from __future__ import annotations
 
-import ast
-import io
 import json
 import os
 import random
@@ -32,11 +30,11 @@ import signal
 import socket
 import sys
 import time
-import traceback
 import types
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _cell  # noqa: E402
 import _commands  # noqa: E402
 import _files  # noqa: E402
 import _inherit  # noqa: E402
@@ -52,34 +50,6 @@ del sys.path[0]
 sys.path[:0] = [""]
 sys.path += ["/usr/local/lib/python3/dist-packages", "/usr/lib/python3/dist-packages"]
 
-
-
-class _Stop(BaseException):
-    """Raised into user code by a timer or the CPU-limit signal; not an `Exception`."""
-
-    def __init__(self, limit: str) -> None:
-        super().__init__(limit)
-        self.limit = limit
-
-
-class _CappedStream(io.TextIOBase):
-    """sys.stdout/sys.stderr: writes through to the call's capture fd, dropping past the cap."""
-
-    def __init__(self, fd: int, cap: int) -> None:
-        self.fd, self.cap, self.seen = fd, cap, 0
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, s: str) -> int:
-        data = s.encode("utf-8", "replace")
-        room = self.cap - self.seen
-        self.seen += len(data)
-        if room > 0:
-            view = memoryview(data[:room])
-            while view:
-                view = view[os.write(self.fd, view):]
-        return len(s)
 
 
 class Worker:
@@ -174,7 +144,7 @@ class Worker:
         for fd in (1, 2):
             os.ftruncate(fd, 0)
             os.lseek(fd, 0, os.SEEK_SET)
-        out, err = _CappedStream(1, cap), _CappedStream(2, cap)
+        out, err = _cell.CappedStream(1, cap), _cell.CappedStream(2, cap)
         saved = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = out, err
         limit, code, start = None, 0, time.monotonic()
@@ -189,22 +159,21 @@ class Worker:
                                                      resource.RLIM_INFINITY))
             signal.setitimer(signal.ITIMER_REAL, timeout)
             try:
-                _execute(msg.header["code"], self.namespace.__dict__)
+                _cell.execute(msg.header["code"], self.namespace.__dict__)
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
             if not isinstance(e.code, (int, type(None))):
                 err.write(f"{e.code}\n")
-        except _Stop as e:
+        except _cell.Stop as e:
             limit, code = e.limit, 1
-            err.write(_user_traceback(e).replace("_Stop: " + e.limit,
-                                                 _STOP_TEXT[e.limit].format(timeout)))
+            err.write(_cell.user_traceback(e, __file__, timeout))
         except BaseException as e:  # noqa: B036 - user code may raise anything
             code = 1
             if isinstance(e, MemoryError):
                 limit = "memory"
-            err.write(_user_traceback(e))
+            err.write(_cell.user_traceback(e, __file__))
         finally:
             sys.stdout, sys.stderr = saved
             resource.setrlimit(resource.RLIMIT_NPROC, (nproc_hard, nproc_hard))
@@ -212,7 +181,8 @@ class Worker:
         if limit is not None or not self.limits["background"]:
             self._kill_spawned_since(children_before)
         return {
-            "stdout": _read_capture(1, cap), "stderr": _read_capture(2, cap), "exit_code": code,
+            "stdout": _cell.read_capture(1, cap), "stderr": _cell.read_capture(2, cap),
+            "exit_code": code,
             "timed_out": limit == "timeout", "limit": None if limit == "timeout" else limit,
             "truncated": max(out.seen, os.fstat(1).st_size) > cap
                          or max(err.seen, os.fstat(2).st_size) > cap,
@@ -303,39 +273,6 @@ class Worker:
         return None
 
 
-_STOP_TEXT = {"timeout": "TimeoutError: the call exceeded its {:g} s timeout",
-              "cpu": "TimeoutError: the call exceeded its CPU-seconds limit"}
-
-
-def _raise_stop(limit: str) -> Any:
-    def handler(signum: int, frame: Any) -> None:
-        raise _Stop(limit)
-    return handler
-
-
-def _execute(code: str, ns: dict[str, Any]) -> None:
-    """Run code like a notebook cell: the value of a final expression is printed."""
-    tree = ast.parse(code, "<sandbox>", "exec")
-    last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
-    exec(compile(tree, "<sandbox>", "exec"), ns)
-    if last is not None:
-        value = eval(compile(ast.Expression(last.value), "<sandbox>", "eval"), ns)
-        if value is not None:
-            print(repr(value))
-
-
-def _user_traceback(e: BaseException) -> str:
-    """The traceback without the worker's own frames."""
-    report = traceback.TracebackException(type(e), e, e.__traceback__)
-    report.stack = traceback.StackSummary.from_list(
-        [f for f in report.stack if f.filename != __file__])
-    return "".join(report.format())
-
-
-def _read_capture(fd: int, cap: int) -> str:
-    return os.pread(fd, cap, 0).decode("utf-8", "replace")
-
-
 def _close(fd: int) -> None:
     try:
         os.close(fd)
@@ -355,8 +292,8 @@ def main() -> None:
     cfg = json.loads(sys.argv[1])
     chan = socket.socket(fileno=cfg["chan_fd"])
     keeper, depth, method = _tree.start(cfg, chan)
-    signal.signal(signal.SIGALRM, _raise_stop("timeout"))
-    signal.signal(signal.SIGXCPU, _raise_stop("cpu"))
+    signal.signal(signal.SIGALRM, _cell.raise_stop("timeout"))
+    signal.signal(signal.SIGXCPU, _cell.raise_stop("cpu"))
     worker = Worker(chan, keeper, depth, method, cfg["limits"])
     _wire.send(chan, {"hello": os.getpid(), "method": worker.method})
     worker.serve()
