@@ -85,15 +85,14 @@ def test_blocks_equal_dense_sdpa_with_grouped_heads(trees, block, heads):
             torch.testing.assert_close(g, r)
 
 
-def scored(model, seq: PackedSequence, linear_from: int | None, checkpoint_layers: int = 0):
+def scored(model, seq: PackedSequence, linear_from: int | None):
     """Log-probs, entropies and parameter grads of sum(log-probs) on one path, in training
-    mode, where the memory-linear path (and a layer budget) also checkpoints layers and
-    chunks the LM head."""
+    mode, where the memory-linear path also checkpoints layers and chunks the LM head."""
     model.train()
     model.zero_grad(set_to_none=True)
     with mock.patch.object(forward, "LINEAR_FROM", linear_from):
         assert forward.linear(seq) == (linear_from is not None)
-        logp, entropy = forward.score(model, seq, checkpoint_layers)
+        logp, entropy = forward.score(model, seq)
     logp.sum().backward()
     return logp.detach(), entropy, {n: p.grad.clone() for n, p in model.named_parameters()}
 
@@ -124,32 +123,6 @@ def test_model_logprobs_and_grads_equal_dense(model, trees, block):
         assert_grads_close(linear[2], dense[2])
     assert model.config._attn_implementation == "sdpa"  # restored after each call
     assert not model.is_gradient_checkpointing
-
-
-@settings(SETTINGS, max_examples=10)
-@given(trees=random_trees(), layers=st.integers(1, 2), chunk=st.integers(1, 8))
-def test_checkpointed_layers_equal_dense(model, trees, layers, chunk):
-    """A layer budget on the dense mask changes what backward recomputes, not the result."""
-    for seq in tree_seqs(trees):
-        if not len(seq.targets):
-            continue
-        dense = scored(model, seq, None)
-        with mock.patch.object(forward, "HEAD_CHUNK", chunk):
-            budget = scored(model, seq, None, checkpoint_layers=layers)
-        torch.testing.assert_close(budget[0], dense[0], rtol=0, atol=1e-5)
-        torch.testing.assert_close(budget[1], dense[1], rtol=0, atol=1e-5)
-        assert_grads_close(budget[2], dense[2])
-    assert not model.is_gradient_checkpointing
-    assert not any(layer.gradient_checkpointing for layer in forward._decoder_layers(model))
-
-
-def test_layers_to_fit_counts_the_recomputation_a_row_budget_needs(model):
-    layers = model.config.num_hidden_layers
-    (seq,) = tree_seqs([make_tree([1, 0]), make_tree([1, 0], tree_index=1)])
-    assert forward.layers_to_fit(model, seq, len(seq)) == 0
-    assert forward.layers_to_fit(model, seq, 1) == layers
-    half = forward.layers_to_fit(model, seq, len(seq) // 2)
-    assert 0 < half <= layers and half == -(-layers * (len(seq) - len(seq) // 2) // len(seq))
 
 
 def test_threshold_picks_the_path():

@@ -49,12 +49,12 @@ def bench_learner(
     tokens_per_turn: int = typer.Option(None, min=1, help="Generated tokens a turn "
                                         "(default: the shape's; paper 16, deep 48)."),
     policy: str = typer.Option("tiny", help="Model: tiny (re-initialised), smollm2 or hf:PATH."),
-    attention: str = typer.Option("auto", help="The packed side's path: auto (memory-linear "
-                                  "from 4096 packed tokens), dense or linear."),
-    checkpoint_layers: str = typer.Option("0", help="The packed side's memory budget: "
-                                          "decoder layers to checkpoint on the dense path, "
-                                          "or auto (each tree about the longest row's "
-                                          "activations)."),
+    attention: str = typer.Option("auto", help="The packed side's path: auto (by segments, "
+                                  "memory-linear from 4096 packed tokens), cascade (by "
+                                  "segments), dense (one pass, [T, T] mask) or linear."),
+    alive_paths: float = typer.Option(None, min=1.0, help="The walk by segments keeps at "
+                                      "most this many longest paths' tokens alive "
+                                      "(default 2)."),
     tasks: int = typer.Option(8, min=1), repeats: int = typer.Option(1, min=1),
     device: str = typer.Option("cpu", help="cpu or cuda (bf16 on cuda)."),
     as_json: bool = JSON_OPTION,
@@ -66,17 +66,13 @@ def bench_learner(
     try:  # names checked here, so a bad one is a usage error before any process starts
         bench_shape(shape)
         bench_attention(attention)
-        if checkpoint_layers != "auto" and not checkpoint_layers.isdigit():
-            raise ValueError(f"--checkpoint-layers takes a layer count or auto, not "
-                             f"{checkpoint_layers!r}")
-        layers = checkpoint_layers if checkpoint_layers == "auto" else int(checkpoint_layers)
         if policy != "tiny":
             policy_path(policy)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     with progress_bar() as progress:
         report = measure(shape, tasks=tasks, tokens_per_turn=tokens_per_turn, policy=policy,
-                         attention=attention, checkpoint_layers=layers, repeats=repeats,
+                         attention=attention, alive_paths=alive_paths, repeats=repeats,
                          device=device, progress=progress)
     print_report(report, "packed tree vs per-leaf step", as_json)
 

@@ -31,12 +31,13 @@ import torch
 
 from ..progress import Progress, counter, silent
 from . import bench_child
+from .cascade import ALIVE
 from .forward import score
 from .learner import Learner
 from .packing import LeafRef, PackedSequence, rows
 from .synthetic import SHAPES, TreeShape
 
-ATTENTION = ("auto", "dense", "linear")
+ATTENTION = ("auto", "cascade", "dense", "linear")
 INIT_RANGE = 0.02  # the re-initialised tiny model's weight scale (see the module docstring)
 
 
@@ -127,7 +128,7 @@ def bench_learner(
     tokens_per_turn: int | None = None,
     policy: str = "tiny",
     attention: str = "auto",
-    checkpoint_layers: int | str = 0,
+    alive_paths: float | None = None,
     headroom_mb: int | None = None,
     repeats: int = 2,
     device: str | None = None,
@@ -137,9 +138,11 @@ def bench_learner(
     """Time one packed and one per-leaf forward+backward over the same synthetic batch;
     each side's best of `repeats` after a warm-up step, and its highest peak.
 
-    `attention` picks the packed side's path: auto (forward.LINEAR_FROM decides), dense or
-    linear; `checkpoint_layers` its memory budget (Learner: a layer count, or auto to
-    keep each tree to about the longest row's activations). A side that runs out of
+    `attention` picks the packed side's path: auto (the learner's own choice: by segments
+    below forward.LINEAR_FROM packed tokens, memory-linear from there), cascade, dense
+    (one pass under the [T, T] mask) or linear; `alive_paths` the walk's budget
+    (Learner; None: cascade.ALIVE).
+    A side that runs out of
     memory (on CPU: more than `headroom_mb` past what it maps once loaded, by default the
     memory available) is reported as `<side>_error`, with no figures.
     """
@@ -148,6 +151,7 @@ def bench_learner(
     if policy != "tiny":
         policy_path(policy)  # a bad name fails here, before two processes load a model
     bench_attention(attention)
+    alive_paths = alive_paths or ALIVE
     sides = {"packed": True, "per_leaf": False}
     step = counter(progress, (repeats + 1) * len(sides), "training steps")
     best = {side: (float("inf"), 0.0) for side in sides}
@@ -158,8 +162,8 @@ def bench_learner(
                  for side in sides}
         loading = [pools[side].submit(bench_child.setup, bench_child.Side(
             policy=policy, shape=shape, tasks=tasks, device=device, seed=seed, packed=packed,
-            attention=attention, checkpoint_layers=checkpoint_layers if packed else 0,
-            headroom_mb=headroom_mb)) for side, packed in sides.items()]
+            attention=attention, alive_paths=alive_paths, headroom_mb=headroom_mb))
+            for side, packed in sides.items()]
         packed_tokens, per_leaf_tokens = [future.result() for future in loading][0]
         for repeat in range(repeats + 1):  # repeat 0 warms allocator, kernels and caches
             for side in sides:
@@ -178,7 +182,7 @@ def bench_learner(
         "policy": policy,
         "shape": name,
         "attention": attention,
-        "checkpoint_layers": checkpoint_layers,
+        "alive_paths": alive_paths,
         "batch": f"{tasks} tasks x {shape.m} trees x {shape.leaves} leaves, "
                  f"{shape.turns} turns of {shape.action_tokens} tokens",
         "packed_tokens": packed_tokens,

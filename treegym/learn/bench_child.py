@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict
 
 from . import forward
 from .advantages import tree_grpo
+from .cascade import ALIVE
 from .learner import Learner
 from .packing import pack, rows
 from .synthetic import TreeShape
@@ -46,8 +47,8 @@ class Side(BaseModel):
     device: str | None
     seed: int
     packed: bool
-    attention: Literal["auto", "dense", "linear"] = "auto"
-    checkpoint_layers: int | Literal["auto"] = 0  # the packed side's (Learner)
+    attention: Literal["auto", "cascade", "dense", "linear"] = "auto"
+    alive_paths: float = ALIVE  # the packed side's walk budget (Learner)
     headroom_mb: int | None = None  # CPU address space past what setup maps; None: available
 
 
@@ -57,12 +58,12 @@ def setup(side: Side) -> tuple[int, int]:
     ids from a small one repeat, and repeated prefixes share a trie node)."""
     from .bench import bench_model
 
-    forward.LINEAR_FROM = {"auto": forward.LINEAR_FROM, "dense": None, "linear": 0}[side.attention]
+    forward.LINEAR_FROM = {"linear": 0, "auto": forward.LINEAR_FROM}.get(side.attention)
     model = bench_model(side.policy, device=side.device)
     batch = side.shape.trees(side.tasks, vocab=model.config.vocab_size, seed=side.seed)
     _side.update(model=model, batch=batch, advantages=tree_grpo(batch),
-                 learner=Learner(model, packed=side.packed,
-                                   checkpoint_layers=side.checkpoint_layers))
+                 learner=Learner(model, packed=side.packed, cascade=side.attention != "dense",
+                                 alive_paths=side.alive_paths))
     tokens = (sum(len(seq) for seq in pack(batch)), sum(len(seq) for seq in rows(batch)))
     if side.device in (None, "cpu"):
         headroom = side.headroom_mb or _kb_field("/proc/meminfo", "MemAvailable") / 1024

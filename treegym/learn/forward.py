@@ -19,17 +19,13 @@ vocabulary is 190 KiB of fp32 logits per position, kept twice for backward). The
 one more forward per layer in backward; it is paid only where the dense path could not
 run anyway.
 
-A memory budget for short trees. A packed sequence holds several leaves, so at the same
-activation cost per token it keeps more than any one row: a task's trie of the paper's
-shape is 2.7x its longest row. `checkpoint_layers` trades speed for that memory on the
-dense path: the first N decoder layers are checkpointed (and the head chunked), and
-`layers_to_fit` picks the fewest N that bring a sequence down to a given row's length,
-counting a checkpointed layer as keeping nothing.
+In training, a tree below `LINEAR_FROM` is not scored here in one pass but walked a
+segment at a time (cascade.py), which keeps one path's activations; the dense pass is
+its oracle and serves scoring without gradients.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 
@@ -66,19 +62,8 @@ def linear(seq: PackedSequence) -> bool:
     return not seq.is_row and LINEAR_FROM is not None and len(seq) >= LINEAR_FROM
 
 
-def layers_to_fit(model: torch.nn.Module, seq: PackedSequence, tokens: int) -> int:
-    """The fewest decoder layers to checkpoint so that `seq` keeps about the activations of
-    a `tokens`-long row: the others keep what they keep per token on either path."""
-    layers = model.config.num_hidden_layers
-    if seq.is_row or len(seq) <= tokens:
-        return 0
-    return min(layers, math.ceil(layers * (1 - tokens / len(seq))))
-
-
-def score(model: torch.nn.Module, seq: PackedSequence,
-          checkpoint_layers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-probs [N] of `seq.targets` and the entropies [N] of their distributions (fp32);
-    a tree on the dense path checkpoints its first `checkpoint_layers` decoder layers."""
+def score(model: torch.nn.Module, seq: PackedSequence) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs [N] of `seq.targets` and the entropies [N] of their distributions (fp32)."""
     device = next(model.parameters()).device
     inputs: dict[str, torch.Tensor] = {"input_ids": seq.input_ids[None].to(device)}
     targets = seq.targets.to(device)
@@ -89,13 +74,12 @@ def score(model: torch.nn.Module, seq: PackedSequence,
         dtype = next(model.parameters()).dtype
         inputs["attention_mask"] = seq.attention_mask(dtype).to(device)
         inputs["position_ids"] = seq.position_ids[None].to(device)
-        if checkpoint_layers and model.training:
-            return _score_checkpointed(model, seq, inputs, checkpoint_layers)
     logits = model(**inputs, logits_to_keep=seq.pred_index.to(device), use_cache=False).logits
-    return _logp_entropy(logits[0], targets)
+    return logp_entropy(logits[0], targets)
 
 
-def _logp_entropy(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def logp_entropy(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs of `targets` under `logits` [N, V] (fp32), and the entropies, no grad."""
     logp_all = F.log_softmax(logits.float(), dim=-1)
     logp = logp_all.gather(-1, targets[:, None]).squeeze(-1)
     with torch.no_grad():
@@ -103,28 +87,32 @@ def _logp_entropy(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Te
     return logp, entropy
 
 
+def plain_head(model: torch.nn.Module) -> None:
+    """Refuse models whose logits are not head(last hidden state): the paths that call
+    the decoder and the head themselves would score them wrongly."""
+    config = model.config
+    if getattr(config, "final_logit_softcapping", None) or getattr(config, "logit_scale", None):
+        raise ValueError(f"{config.model_type} post-processes its logits, which the "
+                         "memory-linear and cascade paths do not; set "
+                         "forward.LINEAR_FROM = None and Learner(cascade=False)")
+
+
 def _head_chunk(head: torch.nn.Module, hidden: torch.Tensor,
                 targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    return _logp_entropy(head(hidden), targets)
+    return logp_entropy(head(hidden), targets)
 
 
 def _score_checkpointed(model: torch.nn.Module, seq: PackedSequence,
-                        inputs: dict[str, torch.Tensor],
-                        layers: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Checkpointed decoder layers (all, or the first `layers` under the dense mask in
-    `inputs`) and a chunked LM head; without a mask, tree attention (the memory-linear path).
+                        inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The memory-linear path: tree attention, checkpointed decoder layers and a chunked
+    LM head.
 
     It calls the decoder and the head itself, so it assumes logits = head(last hidden
     state), true of the Llama and Qwen2 families; models that scale or soft-cap their
     logits are refused rather than scored wrongly.
     """
-    config = model.config
-    if getattr(config, "final_logit_softcapping", None) or getattr(config, "logit_scale", None):
-        raise ValueError(f"{config.model_type} post-processes its logits, which the "
-                         "memory-linear path does not; set forward.LINEAR_FROM = None")
-    attend = "attention_mask" not in inputs
-    with (tree_attention.attending(model) if attend else nullcontext(),
-          _layer_checkpointing(model, layers, attend)):
+    plain_head(model)
+    with tree_attention.attending(model), _layer_checkpointing(model):
         hidden = model.get_decoder()(**inputs, use_cache=False).last_hidden_state[0]
     hidden = hidden[seq.pred_index.to(hidden.device)]
     targets = seq.targets.to(hidden.device)
@@ -141,32 +129,19 @@ def _score_checkpointed(model: torch.nn.Module, seq: PackedSequence,
 
 
 @contextmanager
-def _layer_checkpointing(model: torch.nn.Module, layers: int | None,
-                         attend: bool) -> Iterator[None]:
-    """Checkpoint the first `layers` decoder layers (None: all) for one forward, unless
-    the model already checkpoints.
+def _layer_checkpointing(model: torch.nn.Module) -> Iterator[None]:
+    """Checkpoint every decoder layer for one forward, unless the model already does.
 
-    With tree attention (`attend`), backward re-runs each layer after `attending` has
-    restored the model's own attention, so the recomputation re-enters it (`context_fn`);
-    otherwise it would attend causally.
+    Backward re-runs each layer after `attending` has restored the model's own attention,
+    so the recomputation re-enters it (`context_fn`); otherwise it would attend causally.
     """
     if not model.training or getattr(model, "is_gradient_checkpointing", True):
         yield
         return
-    kwargs: dict = {"use_reentrant": False}
-    if attend:
-        kwargs["context_fn"] = lambda: (nullcontext(), tree_attention.attending(model))
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
-    if layers is not None:
-        for index, layer in enumerate(_decoder_layers(model)):
-            layer.gradient_checkpointing = index < layers
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={
+        "use_reentrant": False,
+        "context_fn": lambda: (nullcontext(), tree_attention.attending(model))})
     try:
         yield
     finally:
         model.gradient_checkpointing_disable()
-
-
-def _decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
-    from transformers.modeling_layers import GradientCheckpointingLayer
-
-    return [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]

@@ -5,24 +5,25 @@ accumulate. Every loss weight is normalised over the whole batch (see loss.py), 
 step is the same whether the batch went in as one sequence per leaf (`packed=False`, the
 reference) or as packed trees.
 
-A packed tree keeps more activations than any one of its rows. `checkpoint_layers` buys
-that memory back with recomputation on the packed path: N checkpoints the first N decoder
-layers of every tree, "auto" the fewest that bring each tree to about the batch's longest
-row (forward.layers_to_fit).
+A packed tree would keep more activations than any one of its rows if it went through
+the model in one pass; in training it is walked a trie segment at a time instead
+(cascade.py), which computes each token once and keeps `alive_paths` longest paths'
+activations at most. `cascade=False` takes the one dense pass, the oracle the tests hold
+the cascade to.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..records import Tree
+from . import cascade as segmentwise
 from .advantages import Advantages
-from .forward import check_attention, layers_to_fit, score
+from .forward import check_attention, score
 from .loss import LossConfig, leaf_scales, sequence_loss
 from .packing import PackedSequence, pack, rows
 
@@ -51,14 +52,15 @@ class Learner:
         reference: torch.nn.Module | None = None,
         packed: bool = True,
         max_tokens: int | None = None,
-        checkpoint_layers: int | Literal["auto"] = 0,
+        cascade: bool = True,
+        alive_paths: float = segmentwise.ALIVE,
     ) -> None:
         check_attention(model)
-        if checkpoint_layers != "auto" and not (isinstance(checkpoint_layers, int)
-                                                and checkpoint_layers >= 0):
-            raise ValueError(f"checkpoint_layers must be a layer count >= 0 or 'auto', "
-                             f"not {checkpoint_layers!r}")
-        self.checkpoint_layers = checkpoint_layers
+        if not alive_paths >= 1.0:
+            raise ValueError(f"alive_paths must be >= 1.0 (a tree's longest path has to fit "
+                             f"in backward), not {alive_paths!r}")
+        self.cascade = cascade
+        self.alive_paths = alive_paths
         self.model = model
         self.loss = loss or LossConfig()
         self.optim = optim or OptimConfig()
@@ -85,27 +87,33 @@ class Learner:
         self.model.train()
         scales = leaf_scales(trees, self.loss.aggregation)
         metrics: dict[str, float] = defaultdict(float)
-        sequences = self.sequences(trees)
-        for seq in sequences:
-            logp, entropy = score(self.model, seq, self._layers(seq, sequences))
+        for seq in self.sequences(trees):
             ref = None
             if self.reference is not None and self.loss.kl_coef > 0:
                 with torch.no_grad():
                     ref = score(self.reference, seq)[0]
-            loss, parts = sequence_loss(seq, logp, entropy, advantages, scales, self.loss, ref)
-            loss.backward()
-            for key, value in parts.items():
-                metrics[key] += value
+
+            def loss_of(index: torch.Tensor, logp: torch.Tensor, entropy: torch.Tensor,
+                        seq: PackedSequence = seq, ref: torch.Tensor | None = ref) -> torch.Tensor:
+                loss, parts = sequence_loss(seq, logp, entropy, advantages, scales, self.loss,
+                                            None if ref is None else ref[index], index)
+                for key, value in parts.items():
+                    metrics[key] += value
+                return loss
+
+            self._backpropagate(seq, loss_of)
             metrics["tokens"] += len(seq)
             metrics["row_tokens"] += seq.path_tokens
         return dict(metrics)
 
-    def _layers(self, seq: PackedSequence, batch: Sequence[PackedSequence]) -> int:
-        """How many decoder layers `seq` checkpoints (see the module docstring)."""
-        if self.checkpoint_layers != "auto":
-            return self.checkpoint_layers
-        longest_row = max(int(s.position_ids.max()) + 1 for s in batch if len(s))
-        return layers_to_fit(self.model, seq, longest_row)
+    def _backpropagate(self, seq: PackedSequence, loss_of: segmentwise.LossOf) -> None:
+        """Score `seq` and backpropagate `loss_of` its targets: a tree by segments, where
+        cascade.py applies, else in one pass."""
+        if self.cascade and segmentwise.applies(self.model, seq):
+            segmentwise.backward(self.model, seq, loss_of, self.alive_paths)
+            return
+        logp, entropy = score(self.model, seq)
+        loss_of(torch.arange(len(logp), device=logp.device), logp, entropy).backward()
 
     def step(self, trees: Sequence[Tree], advantages: Advantages) -> dict[str, float]:
         """One optimizer step on the batch: gradients, clipping, AdamW."""
@@ -126,13 +134,18 @@ class Learner:
         self.optimizer.zero_grad(set_to_none=True)
         scales = leaf_scales(trees, "token-mean", sampled_only=False)
         nll = 0.0
-        sequences = self.sequences(trees, sampled_only=False)
-        for seq in sequences:
-            logp, _ = score(self.model, seq, self._layers(seq, sequences))
-            scale = torch.tensor([scales[leaf] for leaf in seq.leaves], device=logp.device)
-            loss = -((seq.below.to(logp.device, torch.float32) @ scale) * logp).sum()
-            loss.backward()
-            nll += float(loss.detach())
+        for seq in self.sequences(trees, sampled_only=False):
+            scale = torch.tensor([scales[leaf] for leaf in seq.leaves])
+            weight = seq.below.float() @ scale
+
+            def loss_of(index: torch.Tensor, logp: torch.Tensor, _: torch.Tensor,
+                        weight: torch.Tensor = weight) -> torch.Tensor:
+                nonlocal nll
+                loss = -(weight[index.cpu()].to(logp.device) * logp).sum()
+                nll += float(loss.detach())
+                return loss
+
+            self._backpropagate(seq, loss_of)
         norm = torch.nn.utils.clip_grad_norm_(self.params, self.optim.max_grad_norm)
         self.optimizer.step()
         return {"nll": nll, "grad_norm": float(norm)}

@@ -69,17 +69,24 @@ def sequence_loss(
     scales: dict[LeafRef, float],
     config: LossConfig,
     ref_logp: torch.Tensor | None = None,
+    index: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """This sequence's share of the batch loss, and its share of each metric (sums)."""
+    """This sequence's share of the batch loss, and its share of each metric (sums).
+
+    `logp`, `entropy` and `ref_logp` cover the targets at `index` (None: all of them);
+    every term is a sum over tokens, so the shares of a partition add up to the whole
+    (cascade.py backpropagates a tree a segment at a time on this).
+    """
     device = logp.device
+    at = slice(None) if index is None else index.cpu()
     adv = torch.tensor([advantages[i][leaf] for i, leaf in seq.leaves], device=device)
     scale = torch.tensor([scales[leaf] for leaf in seq.leaves], device=device)
-    below = seq.below.to(device=device, dtype=torch.float32)
+    below = seq.below[at].to(device=device, dtype=torch.float32)
     w_pos, w_neg = below @ (adv.clamp(min=0) * scale), below @ ((-adv).clamp(min=0) * scale)
     weight = below @ scale  # each token's share of the aggregation, for metrics and KL
     n_pos, n_neg = below @ ((adv > 0) * scale), below @ ((adv < 0) * scale)
 
-    old = seq.old_logprobs.to(device)
+    old = seq.old_logprobs[at].to(device)
     ratio = torch.exp(logp - old)
     clipped = ratio.clamp(1 - config.clip_low, 1 + config.clip_high)
     gain = w_pos * torch.minimum(ratio, clipped) - w_neg * torch.maximum(ratio, clipped)

@@ -45,6 +45,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from ..policy import gqa_attention
+
 NAME = "treegym_tree"
 BLOCK = 512  # query rows per block: [BLOCK, T] scores per head live at once
 
@@ -123,10 +125,5 @@ def register() -> str:
 def attending(model: torch.nn.Module) -> Iterator[None]:
     """Run `model`'s forwards inside the block with NAME attention, then restore its own."""
     register()
-    config = model.config
-    own = config._attn_implementation
-    config._attn_implementation = NAME
-    try:
+    with gqa_attention.attention(model, NAME):
         yield
-    finally:
-        config._attn_implementation = own

@@ -10,6 +10,8 @@ tokens and 8 branches that copy cost 5x the attention itself on CPU. torch's own
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -39,3 +41,16 @@ def register() -> str:
     AttentionInterface.register(NAME, gqa_sdpa)
     AttentionMaskInterface.register(NAME, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
     return NAME
+
+
+@contextmanager
+def attention(model: torch.nn.Module, name: str) -> Iterator[None]:
+    """Run `model`'s forwards inside the block with the registered attention `name`, then
+    restore its own."""
+    config = model.config
+    own = config._attn_implementation
+    config._attn_implementation = name
+    try:
+        yield
+    finally:
+        config._attn_implementation = own
