@@ -54,7 +54,7 @@ def bench_learner(
                                   "segments), dense (one pass, [T, T] mask) or linear."),
     alive_paths: float = typer.Option(None, min=1.0, help="The walk by segments keeps at "
                                       "most this many longest paths' tokens alive "
-                                      "(default 2)."),
+                                      "(default 1.5)."),
     tasks: int = typer.Option(8, min=1), repeats: int = typer.Option(1, min=1),
     device: str = typer.Option("cpu", help="cpu or cuda (bf16 on cuda)."),
     as_json: bool = JSON_OPTION,

@@ -39,11 +39,11 @@ from .packing import PackedSequence
 
 # index of the targets a segment predicts, their log-probs and entropies -> their loss
 LossOf = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-# Tokens alive at once, in longest paths of the tree. A row's step also holds, for a
-# moment, a [vocabulary, hidden] embedding gradient that the walk defers to its end; on
-# SmolLM2's paper shape 2.0 spends that room on larger chunks (faster matmuls) and keeps
-# the packed peak at the rows', where 1.0 keeps a row's activations and runs half as fast.
-ALIVE = 2.0
+# Tokens alive at once, in longest paths of the tree: a speed-for-memory dial. On
+# SmolLM2's paper shape (docs/results.md) 1.0 keeps a row's activations and reaches 0.57
+# of the ideal speedup, 1.5 peaks 10% under the rows at 0.76, 2.0 peaks 7% over them at
+# 0.90; the one dense pass (Learner(cascade=False)) reaches 1.04-1.08 at 1.4x the memory.
+ALIVE = 1.5
 KV = list[tuple[torch.Tensor, torch.Tensor]]  # per decoder layer: keys, values [B, H, T, D]
 
 
