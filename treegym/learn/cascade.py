@@ -41,8 +41,9 @@ from .packing import PackedSequence
 LossOf = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 # Tokens alive at once, in longest paths of the tree: a speed-for-memory dial. On
 # SmolLM2's paper shape (docs/results.md) 1.0 keeps a row's activations and reaches 0.57
-# of the ideal speedup, 1.5 peaks 10% under the rows at 0.76, 2.0 peaks 7% over them at
-# 0.90; the one dense pass (Learner(cascade=False)) reaches 1.04-1.08 at 1.4x the memory.
+# of the ideal speedup, 1.5 peaks 8-10% under the rows at 0.76-0.96 (median 0.81), 2.0
+# peaks 5-7% over them at 0.89-0.91; the one dense pass (Learner(cascade=False)) reaches
+# 1.04-1.08 at 1.4x the memory.
 ALIVE = 1.5
 KV = list[tuple[torch.Tensor, torch.Tensor]]  # per decoder layer: keys, values [B, H, T, D]
 
