@@ -102,3 +102,5 @@ def test_cli_bad_shape_is_a_usage_error():
     assert "Traceback" not in out.stderr
     out = treegym("bench", "learner", "--attention", "flash")
     assert out.returncode == 2 and "unknown attention 'flash'" in out.stderr
+    out = treegym("bench", "learner", "--alive-paths", "0.5")
+    assert out.returncode == 2 and "--alive-paths" in out.stderr

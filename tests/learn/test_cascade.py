@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from test_tree_attention import SETTINGS, assert_grads_close, random_trees, tree_seqs
 
 from treegym.learn import cascade, forward
+from treegym.learn.learner import Learner
 from treegym.learn.packing import PackedSequence, pack
 
 
@@ -117,3 +118,9 @@ def test_a_soft_capped_head_is_refused(model, monkeypatch):
     monkeypatch.setattr(model.config, "final_logit_softcapping", 30.0, raising=False)
     with pytest.raises(ValueError, match="post-processes its logits"):
         cascade.backward(model, seq, per_token_loss(seq, 0))
+
+
+@pytest.mark.parametrize("bad", [0.5, 0.0, float("nan")])
+def test_a_budget_under_one_path_is_refused(model, bad):
+    with pytest.raises(ValueError, match="alive_paths must be >= 1.0"):
+        Learner(model, alive_paths=bad)

@@ -17,11 +17,13 @@ segments only through its ancestors' keys and values. So the trie is walked dept
 Every token is computed once, as in the dense pass. What is alive at any moment is a
 root-to-node path of segments plus the chunk being scored: consecutive sibling subtrees
 scored in one pass under their own tree mask, as many as keep the tokens alive within a
-budget (`ALIVE` longest paths). Chunks exist for speed: a CPU matmul over 16-64 rows runs
-at half the rate of one over 144 (SmolLM2's shapes, 2 cores), so one segment at a time
-took twice the dense pass's time. Segments are maximal runs of tokens that share `tout`:
-a branch-free chain of trie nodes, so a trie branches only at a segment's last token, and
-a child's context is its ancestors' segments whole.
+budget (`ALIVE` longest paths). Chunks exist for speed: a CPU matmul over a few dozen
+rows runs well below its rate over a few hundred, so one segment at a time reached only
+0.57 of the ideal speedup where the dense pass reaches about 1 (docs/results.md).
+
+Segments are maximal runs of tokens that share `tout`: a branch-free chain of trie nodes,
+so a trie branches only at a segment's last token, and a child's context is its
+ancestors' segments whole.
 """
 
 from __future__ import annotations
@@ -41,8 +43,9 @@ from .packing import PackedSequence
 LossOf = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 # Tokens alive at once, in longest paths of the tree: a speed-for-memory dial. On
 # SmolLM2's paper shape (docs/results.md) 1.0 keeps a row's activations and reaches 0.57
-# of the ideal speedup, 1.5 peaks 8-10% under the rows at 0.76-0.96 (median 0.81), 2.0
-# peaks 5-7% over them at 0.89-0.91; the one dense pass (Learner(cascade=False)) reaches
+# of the ideal speedup; 1.5 reaches 0.76-0.96 (median 0.81) with a resident peak 8-10%
+# under the rows' (11% over them when glibc returns freed memory at once); 2.0 reaches
+# 0.89-0.91, 5-7% over the rows; the one dense pass (Learner(cascade=False)) reaches
 # 1.04-1.08 at 1.4x the memory.
 ALIVE = 1.5
 KV = list[tuple[torch.Tensor, torch.Tensor]]  # per decoder layer: keys, values [B, H, T, D]
@@ -115,7 +118,7 @@ def backward(model: torch.nn.Module, seq: PackedSequence, loss_of: LossOf,
     dtype = next(model.parameters()).dtype
     positions = seq.position_ids.to(device)
     # The input embeddings are a leaf as well: one embedding backward at the end, not a
-    # [vocabulary, hidden] gradient per segment (1.2 of 9.8 s on SmolLM2's paper shape).
+    # [vocabulary, hidden] gradient per segment.
     embeds = model.get_input_embeddings()(seq.input_ids.to(device)[None])
     tokens = embeds.detach().requires_grad_(embeds.requires_grad)
     pred, targets = seq.pred_index.to(device), seq.targets.to(device)
@@ -157,8 +160,8 @@ def backward(model: torch.nn.Module, seq: PackedSequence, loss_of: LossOf,
             for out, leaf in zip(pair, leaf_pair, strict=True) if leaf.grad is not None])
 
     # A segment's queries see a longer cache, so HF passes a mask, and its `sdpa` then
-    # copies grouped KV heads out to every query head, copies backward keeps (50 MB on
-    # SmolLM2's paper shape); the same kernel with the heads broadcast has none.
+    # copies grouped KV heads out to every query head, copies backward keeps; the same
+    # kernel with the heads broadcast has none.
     grouped = model.config._attn_implementation == "sdpa"
     with gqa_attention.attention(model, gqa_attention.register()) if grouped else nullcontext():
         if len(seq) <= budget:
