@@ -35,6 +35,7 @@ class _Tree:
         self.cgroup = cgroup
         self.members = 0
         self.lock = threading.Lock()
+        self.warned_depth = False  # a fork past the kernel's pid-namespace nesting
 
     def oom_kills(self) -> int:
         return self.cgroup.oom_kills() if self.cgroup is not None else 0
@@ -82,7 +83,9 @@ class _Worker:
         self.oom_kills = tree.oom_kills()  # so a later kill can be pinned on this branch
         tree.join()
 
-    def stop(self) -> None:
+    def stop(self, holds_branches: bool = False) -> None:
+        """Kill the worker and its process group; `holds_branches`: it has just forked, so
+        its init stays for the new branches, and waiting for it is pointless."""
         if self.stopped:
             return
         self.stopped = True
@@ -97,7 +100,8 @@ class _Worker:
         select.select([self.pidfd], [], [], 2.0)
         os.close(self.pidfd)
         self.sock.close()
-        self._await_init()
+        if not holds_branches:
+            self._await_init()
         self.tree.leave()
 
     def _await_init(self) -> None:

@@ -9,13 +9,17 @@ directory the parent kept open would lead the child back into the parent's proce
 root. Under RL that is how one branch would copy another's answer. So at each fork:
 
 - a file or directory of the old root is opened again, by its path, in the new root, with
-  the same flags and offset, under the same fd number (in the parent too, which has left
-  its frozen layer as well); an unlinked one becomes a private copy;
-- in the child, another regular file that is not read-only (a memfd, say) becomes a
-  private copy, and anything else (pipes, sockets, event and /proc fds, ...) is replaced by
-  /dev/null, whose number stays valid and connects nowhere; read-only files (/usr) and
-  device nodes are kept;
-- in the child, MAP_SHARED memory becomes private memory with the same contents.
+  the same flags and offset, under the same fd number; an unlinked one becomes a private
+  copy;
+- another regular file that is not read-only (a memfd, say) becomes a private copy, and
+  anything else (pipes, sockets, event and /proc fds, ...) is replaced by /dev/null, whose
+  number stays valid and connects nowhere; read-only files (/usr) and device nodes are
+  kept;
+- MAP_SHARED memory becomes private memory with the same contents.
+
+The parent reopens its files in its new root at the fork; the rest happens in the child
+then, and in the parent's next worker when it moves on (_worker.py's op_continue), so the
+two sides of a fork end up holding the same kinds of thing.
 
 A file mapped MAP_SHARED is copied too, so the child's writes to it no longer reach the
 file. Stdlib only.

@@ -1,5 +1,7 @@
-"""A pid namespace per branch, so no branch can see, signal or ptrace a sibling's or its
-parent's processes, or open their roots through /proc/<pid>/root.
+"""A pid namespace per branch, so no branch can see, signal or ptrace another branch's
+processes, or open their roots through /proc/<pid>/root. Namespaces nest, so a parent
+would see its children's: a parent that goes on after a fork does so in a new worker, in
+a namespace beside theirs (_worker.py's op_continue).
 
 A branch's worker cannot be pid 1 of its own namespace: when pid 1 dies the kernel kills
 every process below it, nested namespaces included, so closing a parent branch would kill

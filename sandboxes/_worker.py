@@ -8,13 +8,16 @@ the smaller it stays, the faster every branch. Process tree of one sandbox tree:
     └── init    (pid 1 of the tree's pid ns) reaps; its death kills the whole tree
         ├── layer keeper (_keeper.py): the only process with the layer store mounted
         └── branch init (_nest.py: pid 1 of the branch's own pid ns, an empty root)
-            └── sandbox worker (pid 2 there; a fork nests its child's namespace here)
+            └── sandbox worker (pid 2 there; a fork nests its child's namespace here,
+                and before its next call the worker moves on to a new worker in a
+                namespace beside the child's, and exits)
 
 Each sandbox worker is a persistent Python interpreter plus a request loop. python()
 code runs in the worker, as root of the tree's user namespace, but it sees only its own
 branch: its own root (the keeper's layers out of reach), its own pid namespace and
-/proc, so no sibling's or parent's process or files, and at a fork nothing it left
-open (files, pipes, shared memory) stays shared with another branch (_inherit.py).
+/proc, so no other branch's process or files (a parent that goes on after a fork is
+a sibling of its children), and at a fork nothing it left open (files, pipes, shared memory)
+stays shared with another branch (_inherit.py).
 Shell commands run in a pid
 namespace of their own (killing its pid 1 kills the command's whole process tree) with
 rlimits, without capabilities, under a seccomp filter (_seccomp.py).
@@ -63,6 +66,7 @@ class Worker:
         self.limits = limits
         self.files = _files.WorkDir(_world.WORKDIR)
         self.children: set[int] = set()
+        self.retired = False  # set by op_continue: the branch goes on in a new worker
         self.pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         self.namespace = types.ModuleType("__main__")
         self.namespace.__dict__["__builtins__"] = __builtins__
@@ -80,7 +84,7 @@ class Worker:
     def serve(self) -> None:
         handlers = {"python": self.op_python, "run": self.op_run, "write": self.op_write,
                     "read": self.op_read, "listdir": self.op_listdir, "fork": self.op_fork,
-                    "ping": self.op_ping}
+                    "continue": self.op_continue, "ping": self.op_ping}
         while True:
             try:
                 msg = _wire.recv(self.chan)
@@ -101,6 +105,8 @@ class Worker:
             for fd in msg.fds:
                 _close(fd)
             _wire.send(self.chan, reply, blob)
+            if self.retired:
+                os._exit(0)
 
     def _reap(self) -> None:
         """Collect dead branches and, unless calls may leave processes behind (whose
@@ -226,16 +232,19 @@ class Worker:
     def op_fork(self, msg: _wire.Message) -> tuple[dict[str, Any], bytes] | None:
         """The keeper freezes this branch and makes both roots; the child is forked into a
         pid namespace of its own (_nest.py), enters its root and leaves behind what would
-        join it to another branch (_inherit.py)."""
+        join it to another branch (_inherit.py). That namespace is nested in this one, so
+        this worker and what it starts could reach the child: processes earlier calls
+        left running end here, and before its next call of any other kind this worker
+        moves on (op_continue)."""
         (chan_fd,) = msg.fds
+        if self.limits["background"]:
+            self._end_background()
         roots = _wire.ask(self.keeper, {"op": "fork"})
         child_root, child_keeper = roots.fds[-2:]
         try:
             if roots.header["reroot"]:
-                held = _inherit.held_on_root(self._own_fds(*msg.fds, *roots.fds))
-                _keeper.enter(roots.fds[0])
-                _inherit.reopen(held)
-            shared = _inherit.shared_memory()
+                self._enter(roots.fds[0])
+            regions = _inherit.shared_memory()
             pid, depth, init_ready = _nest.fork_branch(self.depth, self.pidns)
         except BaseException:
             for fd in (child_root, child_keeper):
@@ -245,32 +254,73 @@ class Worker:
             os.close(child_root)
             os.close(child_keeper)
             self.children.add(pid)
-            return {"pid": pid}, b""
+            return {"pid": pid, "shared_namespace": depth == self.depth}, b""
+        self._become(chan_fd, child_keeper, child_root, depth, init_ready, regions)
+        return None
+
+    def op_continue(self, msg: _wire.Message) -> tuple[dict[str, Any], bytes] | None:
+        """Go on in a new worker whose pid namespace sits beside the children's, so this
+        branch's later code can reach none of them; this worker then exits. Past the
+        kernel's nesting limit there is no such namespace, and the worker stays."""
+        (chan_fd,) = msg.fds
+        if not self.depth + 1 <= _nest.MAX_LEVEL:
+            return {"moved": False}, b""
+        regions = _inherit.shared_memory()
+        pid, depth, init_ready = _nest.fork_branch(self.depth, self.pidns)
+        if pid:
+            self.retired = True
+            return {"moved": True, "shared_namespace": depth == self.depth}, b""
+        self._become(chan_fd, None, None, depth, init_ready, regions)
+        return None
+
+    def _end_background(self) -> None:
+        """Kill what earlier calls left running (background=True): it shares this
+        worker's pid namespace, where a fork nests the child's."""
+        own = os.readlink("/proc/self/ns/pid")
+        _procs.kill_until_gone(lambda: [pid for pid in _procs.descendants(os.getpid())
+                                        if _procs.pid_ns(pid) == own], reap=True)
+
+    def _enter(self, root: int | None, namespaces: int = 0) -> None:
+        """Swap roots, or (`root` None) keep this one in a new mount namespace with a new
+        /proc, after taking `namespaces`; what agent code holds open on the old mount is
+        opened again on the new one."""
+        held = _inherit.held_on_root(self._own_fds(*([] if root is None else [root])))
+        if namespaces:
+            L.unshare(namespaces)
+        if root is None:
+            _keeper.renew_proc()
+        else:
+            _keeper.enter(root)
+        _inherit.reopen(held)
+
+    def _become(self, chan_fd: int, keeper: int | None, root: int | None, depth: int,
+                init_ready: int, regions: list[_inherit.Region]) -> None:
+        """In a worker just forked: the child of a fork (given its `keeper` connection and
+        `root`), or this branch's continuation (neither: it keeps both, with a /proc of its
+        own namespace); either leaves behind what would join it to another branch."""
         self.chan.close()
-        self.keeper.close()
         os.close(self.pidns)
         self.chan = socket.socket(fileno=chan_fd)
-        self.keeper = socket.socket(fileno=child_keeper)
+        if keeper is not None:
+            self.keeper.close()
+            self.keeper = socket.socket(fileno=keeper)
         self.depth = depth
         self.children = set()
         try:
             os.setpgid(0, 0)
             L.prctl(L.PR_SET_CHILD_SUBREAPER, 1)  # not inherited across fork
-            held = _inherit.held_on_root(self._own_fds(child_root))
-            L.unshare(self._branch_namespaces())
-            _keeper.enter(child_root)
-            _inherit.reopen(held)
+            self._enter(root, self._branch_namespaces())
             self.pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
             self._new_capture()
             _inherit.disconnect(self._own_fds(init_ready))
-            _inherit.privatize(shared)
-            _reseed()
+            _inherit.privatize(regions)
+            if keeper is not None:
+                _reseed()
             _nest.await_init(init_ready)
         except BaseException as e:  # noqa: B036 - report, then leave
             _wire.send(self.chan, {"error": f"fork setup failed: {e}"})
             os._exit(1)
         _wire.send(self.chan, {"hello": os.getpid(), "method": self.method})
-        return None
 
 
 def _close(fd: int) -> None:

@@ -63,8 +63,8 @@ class SandboxLimits(BaseModel):
     max_file_mb: int = Field(256, gt=0, description="Largest file a process may write, MiB.")
     max_output_bytes: int = Field(64_000, gt=0, description="Captured stdout/stderr per call.")
     background: bool = Field(False, description="Let processes a python() call started "
-                             "outlive it; off, they are killed when the call ends, so none "
-                             "escapes the call's time and CPU limits.")
+                             "outlive it, until the branch forks; off, they are killed when "
+                             "the call ends, so none escapes the call's time and CPU limits.")
     network: bool = Field(False, description="Allow network access. Off by default.")
 
     @classmethod

@@ -78,6 +78,7 @@ def measure_docker(
         "docker_fork_p50_ms": tree["p50_ms"],
         "docker_fork_p90_ms": tree["p90_ms"],
         "docker_fork_p99_ms": tree["p99_ms"],
+        "docker_resume_p50_ms": tree["resume_p50_ms"],
         "docker_fork_pss_mib": tree["fork_pss_mib"],
         "docker_fork_method": f"tree/{tree['method']}",
         "docker_fork_copies_memory": True,

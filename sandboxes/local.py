@@ -22,6 +22,7 @@ sandbox raises `SandboxError` saying so, and names the way out: docker commit fo
 
 from __future__ import annotations
 
+import logging
 import platform
 import socket
 import threading
@@ -46,13 +47,14 @@ from .base import (
 )
 
 _GRACE = 3.0  # seconds the host waits beyond a call's own timeout before killing the worker
+logger = logging.getLogger(__name__)
 _HELLO_BYTES = 4096
 _LISTING_BYTES = 16 << 20  # of file names in one listdir reply
 _WAY_OUT = ("where user namespaces are off, open_sandbox('docker', fork_method='commit') "
             "needs none (it forks files, not interpreter memory)")
-_ISOLATION = ["user-ns", "mount-ns", "pid-ns", "pid-ns-per-branch", "store-out-of-reach", "ipc-ns",
-              "uts-ns", "ipc-uts-net-ns-per-branch", "no-shared-fds-across-forks", "rlimits",
-              "no-caps-for-shell",
+_ISOLATION = ["user-ns", "mount-ns", "pid-ns", "pid-ns-per-branch", "sibling-pid-ns-at-fork",
+              "store-out-of-reach", "ipc-ns", "uts-ns", "ipc-uts-net-ns-per-branch",
+              "no-shared-fds-across-forks", "rlimits", "no-caps-for-shell",
               *(["seccomp-for-shell", "seccomp-for-python"]
                 if _seccomp.program(platform.machine()) else [])]
 
@@ -105,22 +107,12 @@ class LocalSandbox(Sandbox):
 
     def _attach(self, tree: _Tree, sock: socket.socket, start_timeout: float) -> None:
         """Wait for a worker's hello; its credentials tell us its pid in our namespace."""
-        bounds = _wire.Bounds(time.monotonic() + start_timeout, _HELLO_BYTES, 0, fds=False)
-        try:
-            hello = _wire.recv(sock, bounds)
-        except (TimeoutError, _wire.WireClosed, _wire.WireError, OSError) as e:
-            raise SandboxError(f"the sandbox worker did not start ({e or type(e).__name__}); "
-                               f"user namespaces may be disabled on this host; {_WAY_OUT}"
-                               ) from e
-        if "error" in hello.header:
-            raise SandboxError(f"{hello.header['error']}; {_WAY_OUT}")
-        if hello.sender_pid is None or not isinstance(hello.header.get("method"), str):
-            raise SandboxError("the sandbox worker's hello was malformed or carried no "
-                               "credentials")
+        hello = _hello(sock, start_timeout)
         self._start_timeout = start_timeout
         self._method: str = hello.header["method"]
         self._lock = threading.Lock()
         self._dead: str | None = None
+        self._forked = False  # forked since its worker last moved on (_move_on)
         self._worker = _Worker(tree, sock, hello.sender_pid)
         self._finalizer = weakref.finalize(self, self._worker.stop)
 
@@ -139,14 +131,20 @@ class LocalSandbox(Sandbox):
             + ("fork = os.fork of the worker + " + (
                 "a new overlayfs upper layer per side (O(1) in workspace size)" if overlay
                 else "cp -a of the root (slower; grows with the workspace)"))
-            + "; each branch has its own root and pid namespace (nested below its "
-              "parent's, up to the kernel's depth; deeper forks share their parent's) and "
-              "only the tree's layer keeper mounts the layers, so a branch reaches no "
-              "sibling's or parent's files or processes; python() code still runs as root "
+            + "; each branch has its own root and pid namespace and only the tree's "
+              "layer keeper mounts the layers; a child's pid namespace nests in its "
+              "parent's, so a fork ends the parent's background processes and, before "
+              "the parent's next call, its worker hands over to a new one in a namespace "
+              "beside its children's (one level deeper each time, up to the kernel's 32 "
+              "levels; past them forks share their parent's namespace), so no branch "
+              "reaches another's files or processes, its parent's or children's included; "
+              "until that next call the parent's worker, which runs no agent code but "
+              "what earlier calls may have planted in it, is the one process that could; "
+              "pipes, sockets and other non-file descriptors do not survive a fork on "
+              "either side; python() code still runs as root "
               "of the tree's user namespace in the worker process, so it can forge that "
               "worker's replies (never the host: every reply is bounded and checked, and "
-              "host file operations follow no links), and a parent's leftover threads or "
-              "background processes can reach its children; shell commands run without "
+              "host file operations follow no links); shell commands run without "
               "capabilities, under seccomp; memory is capped per process "
               "(RLIMIT_AS) and " + (
                   f"for the whole tree by {profile.tree_cap}" if profile.tree_cap else
@@ -174,12 +172,14 @@ class LocalSandbox(Sandbox):
         host_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         host_end.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         try:
-            self._call({"op": "fork"}, fds=(child_end.fileno(),))
+            reply = self._call({"op": "fork"}, fds=(child_end.fileno(),))
         except BaseException:
             host_end.close()
             raise
         finally:
             child_end.close()
+        self._forked = True
+        self._warn_if_shared(reply)
         return type(self)(self.limits, start_timeout=self._start_timeout,
                           launcher=Adopt(self._worker.tree, host_end, self._profile))
 
@@ -215,10 +215,53 @@ class LocalSandbox(Sandbox):
             raise self._broken(f"more output than the {cap} B cap")
         return result
 
+    def _move_on(self) -> None:
+        """Before a forked branch's next call, its worker hands over to a new one in a pid
+        namespace beside its children's (_worker.py's op_continue), so nothing the call
+        does can reach them; the old worker is killed."""
+        self._forked = False
+        host_end, next_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        host_end.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        try:
+            reply = self._call({"op": "continue"}, fds=(next_end.fileno(),))
+        except BaseException:
+            host_end.close()
+            raise
+        finally:
+            next_end.close()
+        self._warn_if_shared(reply)
+        if not reply.header.get("moved"):
+            host_end.close()
+            return
+        retired = self._worker
+        try:
+            hello = _hello(host_end, self._start_timeout)
+        except SandboxError as e:
+            host_end.close()
+            self._die(f"its worker did not hand over after a fork ({e})")
+            raise SandboxDead(f"sandbox is dead: {self._dead}") from None
+        with self._lock:
+            self._worker = _Worker(retired.tree, host_end, hello.sender_pid)
+            self._finalizer.detach()
+            self._finalizer = weakref.finalize(self, self._worker.stop)
+        retired.stop(holds_branches=True)
+
+    def _warn_if_shared(self, reply: _wire.Message) -> None:
+        tree = self._worker.tree
+        if reply.header.get("shared_namespace") and not tree.warned_depth:
+            tree.warned_depth = True
+            logger.warning(
+                "a sandbox branch went past the kernel's 32 nested pid namespaces: from "
+                "here its forks share its namespace and can see and signal each other's "
+                "processes; each fork, and each call after one, nests one level deeper")
+
     def _call(self, header: dict[str, Any], blob: bytes = b"", fds: tuple[int, ...] = (),
               wait: float | None = None) -> _wire.Message:
         """One request and its reply, all of it within `wait` seconds (default: the
-        limits' timeout plus grace); a reply that breaks the protocol kills the branch."""
+        limits' timeout plus grace); a reply that breaks the protocol kills the branch.
+        The first request after a fork, but another fork, moves the branch on first."""
+        if self._forked and header["op"] not in ("fork", "continue"):
+            self._move_on()
         seconds = self.limits.timeout + _GRACE if wait is None else wait
         blob_cap = self.limits.max_file_mb << 20 if header["op"] == "read" else 0
         bounds = _wire.Bounds(time.monotonic() + seconds, self._max_header(), blob_cap,
@@ -270,6 +313,23 @@ class LocalSandbox(Sandbox):
     def _die(self, reason: str) -> None:
         self._dead = reason
         self._worker.stop()
+
+
+def _hello(sock: socket.socket, timeout: float) -> _wire.Message:
+    """A new worker's hello, checked: it names the fork method and carries credentials."""
+    bounds = _wire.Bounds(time.monotonic() + timeout, _HELLO_BYTES, 0, fds=False)
+    try:
+        hello = _wire.recv(sock, bounds)
+    except (TimeoutError, _wire.WireClosed, _wire.WireError, OSError) as e:
+        raise SandboxError(f"the sandbox worker did not start ({e or type(e).__name__}); "
+                           f"user namespaces may be disabled on this host; {_WAY_OUT}"
+                           ) from e
+    if "error" in hello.header:
+        raise SandboxError(f"{hello.header['error']}; {_WAY_OUT}")
+    if hello.sender_pid is None or not isinstance(hello.header.get("method"), str):
+        raise SandboxError("the sandbox worker's hello was malformed or carried no "
+                           "credentials")
+    return hello
 
 
 class _Unresponsive(Exception):

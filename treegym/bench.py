@@ -11,8 +11,9 @@ from typing import Any
 from .progress import Progress, silent
 
 # null, with `docker_skipped` saying why, when Docker is not measured
-DOCKER_FIGURES = ("docker_fork_p50_ms", "docker_fork_p90_ms", "docker_commit_fork_p50_ms",
-                  "fresh_container_p50_ms", "speedup_vs_fresh_container")
+DOCKER_FIGURES = ("docker_fork_p50_ms", "docker_fork_p90_ms", "docker_resume_p50_ms",
+                  "docker_commit_fork_p50_ms", "fresh_container_p50_ms",
+                  "speedup_vs_fresh_container")
 
 
 def sandbox_report(n_files: int = 200, interp_mb: int = 50, repeats: int = 50,

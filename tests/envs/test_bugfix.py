@@ -213,7 +213,8 @@ def test_the_true_fix_earns_one_in_a_branch_and_grading_leaves_no_sandbox(seed: 
     env = treegym.make("treegym/BugFix-v0", functions=9)
     try:
         env.reset(seed=seed)
-        workers = set(worker_processes(os.getpid()))
+        # counted, not compared: the env's own worker hands over to a new one after a fork
+        workers = len(worker_processes(os.getpid(), inits=False))
         baseline = env.passing()
         branch = env.fork()
         try:
@@ -222,6 +223,6 @@ def test_the_true_fix_earns_one_in_a_branch_and_grading_leaves_no_sandbox(seed: 
             assert env.passing() == baseline
         finally:
             branch.close()
-        assert set(worker_processes(os.getpid())) == workers
+        assert len(worker_processes(os.getpid(), inits=False)) == workers
     finally:
         env.close()

@@ -9,6 +9,7 @@ command, and checks that the victims' files and processes are untouched.
 from __future__ import annotations
 
 import platform
+import time
 
 import pytest
 
@@ -76,6 +77,62 @@ def test_a_child_branch_reaches_nothing_of_its_parent(sb: LocalSandbox) -> None:
         assert sb.python("1 + 1").stdout == "2\n"
     finally:
         child.close()
+
+
+def test_a_parent_reaches_nothing_of_its_children(sb: LocalSandbox) -> None:
+    """A parent branch goes on after a fork: its later code (a `kill -9 -1`, a scan of
+    /proc) must not sink the children it would be ranked against."""
+    a, b = sb.fork(), sb.fork()
+    try:
+        for child in (a, b):
+            child.write_file("secret.txt", SECRET)
+            child.python("alive = True")
+        r = sb.python(ATTACK)
+        assert r.stdout == "[] []\n", r.stdout
+        assert sb.run(SHELL_ATTACK).stdout.endswith("done\n")
+        for child in (a, b):
+            assert child.python("alive").stdout == "True\n"
+            assert child.read_file("secret.txt") == SECRET.encode()
+        assert sb.python("1 + 1").stdout == "2\n"
+    finally:
+        a.close()
+        b.close()
+
+
+# A process started before a fork that outlives its call (background=True), detached from
+# its process group: after the fork it kills every process it can see, every 20 ms.
+LEFTOVER = r"""
+import os, signal, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        time.sleep(0.3)
+        for _ in range(100):
+            for name in os.listdir('/proc'):
+                if name.isdigit() and int(name) not in (1, os.getpid()):
+                    try:
+                        os.kill(int(name), signal.SIGKILL)
+                    except OSError:
+                        pass
+            time.sleep(0.02)
+    os._exit(0)
+os.wait()
+"""
+
+
+def test_a_parents_background_process_reaches_none_of_its_branches() -> None:
+    """A fork ends what earlier calls left running, in the parent's namespace, where the
+    child's is nested; the parent's next call runs in a new worker beside the child."""
+    with LocalSandbox(timeout=10, background=True) as sb:
+        sb.python("alive = True")
+        assert sb.python(LEFTOVER).ok
+        child = sb.fork()
+        try:
+            time.sleep(1.0)
+            assert sb.python("alive").stdout == "True\n"
+            assert child.python("alive").stdout == "True\n"
+        finally:
+            child.close()
 
 
 def test_commands_reach_no_other_branch(sb: LocalSandbox) -> None:
@@ -182,8 +239,10 @@ def test_pipes_sockets_memfds_shared_memory_and_proc_join_no_branches(sb: LocalS
         r = b.python(RECEIVE)
         assert r.stdout == "True True b'parent note' b'parent' NotADirectoryError\n", r
         assert b.python("os.read(r, 64), os.read(right.fileno(), 64)").stdout == "(b'', b'')\n"
+        # the parent goes on in a new worker, a branch like any other: its kept /proc
+        # would show its children's processes, so it holds no more than they do
         r = sb.python(RECEIVE)
-        assert r.stdout.startswith("False False b'parent note' b'parent' ['1', '2'"), r.stdout
+        assert r.stdout == "True True b'parent note' b'parent' NotADirectoryError\n", r
     finally:
         a.close()
         b.close()
