@@ -17,9 +17,9 @@ root. Under RL that is how one branch would copy another's answer. So at each fo
   kept;
 - MAP_SHARED memory becomes private memory with the same contents.
 
-The parent reopens its files in its new root at the fork; the rest happens in the child
-then, and in the parent's next worker when it moves on (_worker.py's op_continue), so the
-two sides of a fork end up holding the same kinds of thing.
+The parent reopens its files in its new root at the fork, and keeps the rest: its
+worker's heir (_worker.py's op_continue) holds them alone, all but its /proc, which had
+the children's processes in view (`renew_proc`).
 
 A file mapped MAP_SHARED is copied too, so the child's writes to it no longer reach the
 file. Stdlib only.
@@ -35,6 +35,7 @@ import stat
 from typing import NamedTuple
 
 import _linux as L
+from _world import STORE
 
 _COPY_CHUNK = 1 << 20
 
@@ -108,6 +109,27 @@ def _is_open(fd: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def renew_proc(keep: set[int]) -> None:
+    """In a worker that keeps its root and mount namespace but has entered a pid
+    namespace of its own: a /proc of that namespace in place of the old one, and every
+    fd agent code held on the old one (its processes, and below them the children's,
+    were in view there) replaced by /dev/null."""
+    old = os.open("/proc", os.O_PATH | os.O_DIRECTORY)
+    try:
+        mount = _mount_of(old)
+    finally:
+        os.close(old)
+    L.mount("proc", STORE, "proc", L.MS_NOSUID | L.MS_NODEV | L.MS_NOEXEC)  # while a
+    L.umount("/proc")  # full /proc is visible, which a new one needs
+    L.mount(STORE, "/proc", None, L.MS_MOVE)
+    for fd in _open_fds(keep):
+        try:
+            if _mount_of(fd) == mount:
+                _replace_with_null(fd)
+        except OSError:
+            continue
 
 
 def disconnect(keep: set[int]) -> None:

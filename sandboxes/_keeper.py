@@ -155,14 +155,6 @@ def _layer_path(layer: str) -> str:
     return "/skel" if layer == "skel" else f"/l/{layer}"
 
 
-def renew_proc() -> None:
-    """In a worker that keeps its root but has entered a pid namespace of its own: a
-    /proc of that namespace in place of the old one, which stays reachable nowhere."""
-    L.mount("proc", STORE, "proc", _FLAGS | L.MS_NOEXEC)  # while a full /proc is visible
-    L.umount("/proc")
-    L.mount(STORE, "/proc", None, L.MS_MOVE)
-
-
 def enter(root_fd: int, cwd: str | None = None) -> None:
     """In a worker: swap this mount namespace's root for the tree `root_fd` (from the
     keeper), with a /proc of this process's pid namespace, and leave the old root; then

@@ -265,12 +265,11 @@ class Worker:
         (chan_fd,) = msg.fds
         if not self.depth + 1 <= _nest.MAX_LEVEL:
             return {"moved": False}, b""
-        regions = _inherit.shared_memory()
         pid, depth, init_ready = _nest.fork_branch(self.depth, self.pidns)
         if pid:
             self.retired = True
             return {"moved": True, "shared_namespace": depth == self.depth}, b""
-        self._become(chan_fd, None, None, depth, init_ready, regions)
+        self._become(chan_fd, None, None, depth, init_ready, [])
         return None
 
     def _end_background(self) -> None:
@@ -280,42 +279,40 @@ class Worker:
         _procs.kill_until_gone(lambda: [pid for pid in _procs.descendants(os.getpid())
                                         if _procs.pid_ns(pid) == own], reap=True)
 
-    def _enter(self, root: int | None, namespaces: int = 0) -> None:
-        """Swap roots, or (`root` None) keep this one in a new mount namespace with a new
-        /proc, after taking `namespaces`; what agent code holds open on the old mount is
-        opened again on the new one."""
-        held = _inherit.held_on_root(self._own_fds(*([] if root is None else [root])))
+    def _enter(self, root: int, namespaces: int = 0) -> None:
+        """Swap roots (after taking `namespaces`), keeping what agent code holds open on
+        the old one open on the new one."""
+        held = _inherit.held_on_root(self._own_fds(root))
         if namespaces:
             L.unshare(namespaces)
-        if root is None:
-            _keeper.renew_proc()
-        else:
-            _keeper.enter(root)
+        _keeper.enter(root)
         _inherit.reopen(held)
 
     def _become(self, chan_fd: int, keeper: int | None, root: int | None, depth: int,
                 init_ready: int, regions: list[_inherit.Region]) -> None:
-        """In a worker just forked: the child of a fork (given its `keeper` connection and
-        `root`), or this branch's continuation (neither: it keeps both, with a /proc of its
-        own namespace); either leaves behind what would join it to another branch."""
+        """In a worker just forked: the child of a fork, given its `keeper` connection and
+        `root`, which leaves behind what would join it to another branch (_inherit.py);
+        or this branch's next worker (neither given), heir to everything of the old one,
+        which is gone, but its /proc, where the children's processes are in view."""
         self.chan.close()
         os.close(self.pidns)
         self.chan = socket.socket(fileno=chan_fd)
-        if keeper is not None:
-            self.keeper.close()
-            self.keeper = socket.socket(fileno=keeper)
         self.depth = depth
         self.children = set()
         try:
             os.setpgid(0, 0)
             L.prctl(L.PR_SET_CHILD_SUBREAPER, 1)  # not inherited across fork
-            self._enter(root, self._branch_namespaces())
+            if keeper is None or root is None:
+                _inherit.renew_proc(self._own_fds(init_ready))
+            else:
+                self.keeper.close()
+                self.keeper = socket.socket(fileno=keeper)
+                self._enter(root, self._branch_namespaces())
+                _inherit.disconnect(self._own_fds(init_ready))
+                _inherit.privatize(regions)
+                _reseed()
             self.pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
             self._new_capture()
-            _inherit.disconnect(self._own_fds(init_ready))
-            _inherit.privatize(regions)
-            if keeper is not None:
-                _reseed()
             _nest.await_init(init_ready)
         except BaseException as e:  # noqa: B036 - report, then leave
             _wire.send(self.chan, {"error": f"fork setup failed: {e}"})
