@@ -18,9 +18,11 @@ from __future__ import annotations
 import os
 import select
 import signal
+import sys
 import time
 
 import _linux as L
+import _reaper
 from _procs import INIT_NAME
 from _world import STORE
 
@@ -92,6 +94,7 @@ def _be_init(ready: int) -> None:
         os.write(ready, b"g")
         os.close(ready)
         worker = _pidfd_of(2)
+        _reaper.exec_reaper(worker, sys.argv)  # does the rest, holding no worker's pages
         select.select([worker], [], [])
         while True:
             os.wait()

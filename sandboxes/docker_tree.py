@@ -46,7 +46,7 @@ from .local import LocalSandbox
 
 WORKER_FILES = ("_worker.py", "_world.py", "_wire.py", "_linux.py", "_procs.py", "_files.py",
                 "_seccomp.py", "_commands.py", "_tree.py", "_keeper.py", "_nest.py", "_inherit.py",
-                "_cell.py")
+                "_cell.py", "_reaper.py")
 # Host uids of docker trees, one drawn at random per container: its pids are the
 # container's own, so the local rule (a base plus the bootstrap's pid) would collide.
 DOCKER_TREE_UIDS = (1 << 30) + (1 << 23)

@@ -29,6 +29,7 @@ from test_local_basic import (  # noqa: F401
 from test_local_branches import (  # noqa: F401
     test_a_child_branch_reaches_nothing_of_its_parent,
     test_a_file_held_open_across_a_fork_is_each_branchs_own,
+    test_a_parent_reaches_nothing_of_its_children,
     test_branches_share_no_hostname_ipc_abstract_socket_or_dev,
     test_branches_share_no_keyring,
     test_closing_a_parent_leaves_its_descendants_running,

@@ -8,12 +8,13 @@ command, and checks that the victims' files and processes are untouched.
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 
 import pytest
 
-from treegym.sandboxes.local import LocalSandbox
+from treegym.sandboxes.local import LocalSandbox, worker_processes
 
 pytestmark = pytest.mark.usefixtures("local_leak_check")
 
@@ -133,6 +134,26 @@ def test_a_parents_background_process_reaches_none_of_its_branches() -> None:
             assert child.python("alive").stdout == "True\n"
         finally:
             child.close()
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64",
+                    reason="the inits' small program is x86-64 code; elsewhere they stay Python")
+def test_branch_inits_keep_none_of_the_workers_memory(sb: LocalSandbox) -> None:
+    """An init is a fork of a worker; left as it is, it would keep the pages its worker
+    has since changed, a snapshot per fork and per hand-over (_reaper.py)."""
+    sb.python("ballast = bytes(range(256)) * (64 * 4096)")  # 64 MiB
+    child = sb.fork()
+    try:
+        assert child.python("len(ballast)").stdout == sb.python("len(ballast)").stdout
+        workers = set(worker_processes(os.getpid(), inits=False))
+        inits = set(worker_processes(os.getpid())) - workers
+        assert len(inits) >= 3  # the tree's first branch's, the child's, the hand-over's
+        for pid in inits:
+            with open(f"/proc/{pid}/status") as f:
+                rss_kib = int(next(line for line in f if line.startswith("VmRSS:")).split()[1])
+            assert rss_kib < 1024, (pid, rss_kib)
+    finally:
+        child.close()
 
 
 def test_commands_reach_no_other_branch(sb: LocalSandbox) -> None:
