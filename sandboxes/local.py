@@ -169,17 +169,8 @@ class LocalSandbox(Sandbox):
         return list(self._call({"op": "listdir", "path": path}).header["names"])
 
     def fork(self) -> LocalSandbox:
-        host_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        host_end.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-        try:
-            reply = self._call({"op": "fork"}, fds=(child_end.fileno(),))
-        except BaseException:
-            host_end.close()
-            raise
-        finally:
-            child_end.close()
+        reply, host_end = self._spawn("fork")
         self._forked = True
-        self._warn_if_shared(reply)
         return type(self)(self.limits, start_timeout=self._start_timeout,
                           launcher=Adopt(self._worker.tree, host_end, self._profile))
 
@@ -220,16 +211,7 @@ class LocalSandbox(Sandbox):
         namespace beside its children's (_worker.py's op_continue), so nothing the call
         does can reach them; the old worker is killed."""
         self._forked = False
-        host_end, next_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        host_end.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-        try:
-            reply = self._call({"op": "continue"}, fds=(next_end.fileno(),))
-        except BaseException:
-            host_end.close()
-            raise
-        finally:
-            next_end.close()
-        self._warn_if_shared(reply)
+        reply, host_end = self._spawn("continue")
         if not reply.header.get("moved"):
             host_end.close()
             return
@@ -246,7 +228,18 @@ class LocalSandbox(Sandbox):
             self._finalizer = weakref.finalize(self, self._worker.stop)
         retired.stop(holds_branches=True)
 
-    def _warn_if_shared(self, reply: _wire.Message) -> None:
+    def _spawn(self, op: str) -> tuple[_wire.Message, socket.socket]:
+        """Ask the worker (`op`: fork or continue) to start a worker on a new channel;
+        the reply, and our end, where that worker's hello will come."""
+        host_end, their_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        host_end.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        try:
+            reply = self._call({"op": op}, fds=(their_end.fileno(),))
+        except BaseException:
+            host_end.close()
+            raise
+        finally:
+            their_end.close()
         tree = self._worker.tree
         if reply.header.get("shared_namespace") and not tree.warned_depth:
             tree.warned_depth = True
@@ -254,6 +247,7 @@ class LocalSandbox(Sandbox):
                 "a sandbox branch went past the kernel's 32 nested pid namespaces: from "
                 "here its forks share its namespace and can see and signal each other's "
                 "processes; each fork, and each call after one, nests one level deeper")
+        return reply, host_end
 
     def _call(self, header: dict[str, Any], blob: bytes = b"", fds: tuple[int, ...] = (),
               wait: float | None = None) -> _wire.Message:
