@@ -264,7 +264,7 @@ class Worker:
         kernel's nesting limit there is no such namespace, and the worker stays."""
         (chan_fd,) = msg.fds
         if not self.depth + 1 <= _nest.MAX_LEVEL:
-            return {"moved": False}, b""
+            return {"moved": False, "shared_namespace": True}, b""
         pid, depth, init_ready = _nest.fork_branch(self.depth, self.pidns)
         if pid:
             self.retired = True

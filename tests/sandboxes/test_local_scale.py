@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import pytest
@@ -11,7 +12,8 @@ from treegym.sandboxes.local import LocalSandbox, worker_processes
 pytestmark = pytest.mark.usefixtures("local_leak_check")
 
 
-def test_depth_64_fork_chain(sb: LocalSandbox) -> None:
+def test_depth_64_fork_chain(sb: LocalSandbox, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="treegym.sandboxes.local")
     sb.python("depth = 0")
     chain = [sb]
     try:
@@ -34,6 +36,9 @@ def test_depth_64_fork_chain(sb: LocalSandbox) -> None:
                            "if line.split()[4] == '/' and ' overlay ' in line))").stdout
         lowers = root.split("lowerdir=")[1].split(",")[0].split(":")
         assert len(lowers) <= 33, root
+        # past the kernel's nesting the forks share namespaces, which is said once a tree
+        said = [r.message for r in caplog.records if "nested pid namespaces" in r.message]
+        assert len(said) == 1 and "can see and signal each other's" in said[0]
     finally:
         for node in chain[1:]:
             node.close()
